@@ -1,0 +1,140 @@
+// Package eventstore records every change of an application as an immutable
+// event and keeps those events safe, in order, and fast to replay.
+//
+// The package holds the domain types every backend shares: [Event], the
+// [Store] interface, the errors a Store returns, and the validation that
+// decides which events a Store accepts. It imports no backend. Pick one:
+//
+//   - github.com/eventstore-go/eventstore/bolt: the embedded default, one bbolt file.
+//   - github.com/eventstore-go/eventstore/memory: in memory, for tests and development.
+//   - github.com/eventstore-go/eventstore/postgres: PostgreSQL through pgx, for servers.
+//
+// Every backend passes the same conformance suite
+// (github.com/eventstore-go/eventstore/storetest), so code written against
+// [Store] moves between them unchanged.
+//
+// # Guarantees
+//
+//   - Append is atomic: all events of a call are stored, or none.
+//   - Append is durable on return (unless a backend's option turned that off).
+//   - Versions are checked optimistically: a stale writer gets [ErrConflict]
+//     and writes nothing.
+//   - A retried Append whose events are already stored succeeds and writes
+//     nothing, so a caller that lost the answer can retry safely.
+//   - Every event gets a global Position 1, 2, 3, ... in commit order with no
+//     gaps: a reader that has seen position p and reads after p never misses a
+//     later commit.
+//   - Bad input gets an error matching [ErrInvalidEvent] and writes nothing.
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"iter"
+	"time"
+)
+
+// Event is one immutable fact in the history of an aggregate.
+//
+// Append fills in ID (when empty), Timestamp (when zero), Version (when
+// zero) and Position, and returns the stored events; it never changes the
+// events the caller passed.
+type Event struct {
+	// ID identifies the event globally. It is a UUID in its canonical
+	// 36-character form; Append assigns a new UUIDv7 when it is empty.
+	// Setting it before Append makes a retry of that Append idempotent.
+	ID string
+
+	// AggregateID names the aggregate (the stream) the event belongs to.
+	// It is 1 to 512 bytes of UTF-8 with no NUL byte.
+	AggregateID string
+
+	// Type names what happened, "UserCreated": past tense by convention.
+	// It is 1 to 512 bytes of UTF-8 with no NUL byte.
+	Type string
+
+	// Payload is the event's data, a JSON document in UTF-8. Stores return
+	// it byte for byte: whitespace and key order are kept.
+	Payload json.RawMessage
+
+	// Metadata carries enrichment such as correlation_id, causation_id and
+	// user_id. Keys are non-empty; keys and values are UTF-8 with no NUL
+	// byte. A nil and an empty map mean the same; reads return nil for an
+	// event stored without metadata.
+	Metadata map[string]string
+
+	// Timestamp is when the event happened. Append sets it to the current
+	// time when it is zero. Stores keep it in UTC with microsecond precision,
+	// so what a read returns equals what Append returned. Timestamps never
+	// order the log; positions do.
+	Timestamp time.Time
+
+	// Version is the event's place within its aggregate: 1, 2, 3, ...
+	// Zero asks Append to place the event at the end of the aggregate
+	// without a concurrency check.
+	Version uint64
+
+	// Position is the event's place in the global log: 1, 2, 3, ... in
+	// commit order with no gaps. Append assigns it and ignores the value
+	// passed in.
+	Position uint64
+}
+
+// Unmarshal decodes the event's JSON payload into v.
+func (e Event) Unmarshal(v any) error {
+	return json.Unmarshal(e.Payload, v)
+}
+
+// Store is an append-only log of events, grouped by aggregate and ordered
+// globally by position. Implementations are safe for concurrent use.
+//
+// Reads return single-use iterators. An iterator reads lazily, page by page;
+// it releases what it holds when the caller stops early (break), checks ctx
+// between items, and on failure yields one non-nil error and stops. A caller
+// may call Append from inside the loop of a read.
+type Store interface {
+	// Append atomically stores events, all of which must belong to one
+	// aggregate, and returns them as stored: IDs, timestamps, versions and
+	// positions filled in. It is durable on return.
+	//
+	// Versions are either all zero, which appends at the end of the
+	// aggregate with no check, or consecutive starting at the aggregate's
+	// current version + 1; otherwise Append fails with an error matching
+	// ErrConflict (a *ConflictError) and writes nothing.
+	//
+	// Repeating a call whose events are already stored (the same IDs at the
+	// same versions with the same content) succeeds, writes nothing and
+	// returns the stored events. An ID stored for another event fails with
+	// an error matching ErrDuplicateEvent.
+	//
+	// Invalid events fail with an error matching ErrInvalidEvent and write
+	// nothing; see Prepare. Appending no events does nothing and returns
+	// nil. After Close, Append fails with ErrClosed.
+	Append(ctx context.Context, events ...Event) ([]Event, error)
+
+	// Version returns the aggregate's current version: the version of its
+	// last event, or 0 if it has none.
+	Version(ctx context.Context, aggregateID string) (uint64, error)
+
+	// ReadAggregate yields the aggregate's events with a version greater
+	// than afterVersion, in version order.
+	ReadAggregate(ctx context.Context, aggregateID string, afterVersion uint64) iter.Seq2[Event, error]
+
+	// ReadAll yields every event with a position greater than afterPosition,
+	// in position order. Polling ReadAll with the last position seen never
+	// misses an event committed later.
+	ReadAll(ctx context.Context, afterPosition uint64) iter.Seq2[Event, error]
+
+	// ReadType yields the events of one type with a position greater than
+	// afterPosition, in position order.
+	ReadType(ctx context.Context, eventType string, afterPosition uint64) iter.Seq2[Event, error]
+
+	// ReadTime yields the events with start <= Timestamp < end, in timestamp
+	// order and, for equal timestamps, position order. An empty aggregateID
+	// reads every aggregate; a zero end means no upper bound.
+	ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[Event, error]
+
+	// Close releases the store. Calls after Close fail with ErrClosed;
+	// closing again returns nil.
+	Close() error
+}

@@ -1,0 +1,214 @@
+package eventstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Limits shared by every store.
+const (
+	// MaxNameLength is the longest AggregateID or Type, in bytes.
+	MaxNameLength = 512
+
+	// DefaultMaxPayloadSize is the largest payload a store accepts unless
+	// its options say otherwise, in bytes.
+	DefaultMaxPayloadSize = 1 << 20
+)
+
+// The range of timestamps every backend can store and order.
+var (
+	minTimestamp = time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC)
+	maxTimestamp = time.Date(9999, time.December, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// The functions below are for those who write a Store. They hold the rules
+// every backend shares, so that every backend accepts and rejects exactly the
+// same input and treats retries and conflicts alike.
+
+// Prepare validates the events of one Append call and returns copies ready to
+// store: IDs assigned where empty (UUIDv7), IDs in canonical form, timestamps
+// set where zero and truncated to UTC microseconds, metadata copied (nil when
+// empty), Position zero. It never modifies events.
+//
+// maxPayload is the largest payload accepted, in bytes; zero or less means
+// DefaultMaxPayloadSize. Prepare returns an error matching ErrInvalidEvent
+// (an *InvalidEventError) for:
+//   - an AggregateID or Type that is empty, longer than MaxNameLength, not
+//     UTF-8, or holds a NUL byte;
+//   - an ID that is not a UUID;
+//   - a Payload that is not a JSON document in UTF-8, or is larger than
+//     maxPayload;
+//   - Metadata with an empty key, or a key or value that is not UTF-8 or
+//     holds a NUL byte;
+//   - a Timestamp outside the years 1 to 9999;
+//   - events of more than one aggregate, the same ID twice, versions that
+//     mix zero and non-zero, or non-zero versions that are not consecutive.
+func Prepare(events []Event, maxPayload int) ([]Event, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayloadSize
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	out := make([]Event, len(events))
+	for i, e := range events {
+		if err := checkName(e.AggregateID); err != "" {
+			return nil, invalid(i, "AggregateID", err)
+		}
+		if err := checkName(e.Type); err != "" {
+			return nil, invalid(i, "Type", err)
+		}
+		if i > 0 && e.AggregateID != events[0].AggregateID {
+			return nil, invalid(i, "AggregateID", "events of one Append must belong to one aggregate")
+		}
+		if e.ID == "" {
+			e.ID = uuid.Must(uuid.NewV7()).String()
+		} else {
+			id, err := uuid.Parse(e.ID)
+			if err != nil {
+				return nil, invalid(i, "ID", "not a UUID")
+			}
+			e.ID = id.String()
+		}
+		if len(e.Payload) > maxPayload {
+			return nil, invalid(i, "Payload", "larger than the limit")
+		}
+		if !utf8.Valid(e.Payload) || !json.Valid(e.Payload) {
+			return nil, invalid(i, "Payload", "not a JSON document in UTF-8")
+		}
+		e.Payload = bytes.Clone(e.Payload)
+		for k, v := range e.Metadata {
+			if k == "" {
+				return nil, invalid(i, "Metadata", "empty key")
+			}
+			if !validString(k) || !validString(v) {
+				return nil, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
+			}
+		}
+		if len(e.Metadata) == 0 {
+			e.Metadata = nil
+		} else {
+			e.Metadata = maps.Clone(e.Metadata)
+		}
+		if e.Timestamp.IsZero() {
+			e.Timestamp = now
+		} else {
+			e.Timestamp = NormalizeTime(e.Timestamp)
+			if e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp) {
+				return nil, invalid(i, "Timestamp", "outside the years 1 to 9999")
+			}
+		}
+		if i > 0 {
+			first := events[0].Version
+			switch {
+			case (first == 0) != (e.Version == 0):
+				return nil, invalid(i, "Version", "versions mix zero and non-zero")
+			case first != 0 && e.Version != first+uint64(i):
+				return nil, invalid(i, "Version", "versions are not consecutive")
+			}
+		}
+		e.Position = 0
+		out[i] = e
+	}
+	if len(out) > 1 {
+		seen := make(map[string]struct{}, len(out))
+		for i, e := range out {
+			if _, dup := seen[e.ID]; dup {
+				return nil, invalid(i, "ID", "the same ID twice in one Append")
+			}
+			seen[e.ID] = struct{}{}
+		}
+	}
+	return out, nil
+}
+
+// NormalizeTime returns t in UTC, truncated to microseconds, without a
+// monotonic clock reading: the form in which every store keeps timestamps.
+func NormalizeTime(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// AssignVersions checks the prepared events of one Append against their
+// aggregate's current version and, where the events carry version 0,
+// numbers them current+1, current+2, ... It returns a *ConflictError when
+// non-zero versions do not start at current+1.
+func AssignVersions(events []Event, current uint64) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if first := events[0].Version; first != 0 {
+		if first != current+1 {
+			return &ConflictError{AggregateID: events[0].AggregateID, Expected: first - 1, Actual: current}
+		}
+		return nil
+	}
+	for i := range events {
+		events[i].Version = current + 1 + uint64(i)
+	}
+	return nil
+}
+
+// CheckRetry decides what an Append means when some of its event IDs are
+// already stored. requested are the events as the caller passed them to
+// Append, after Prepare accepted them; stored[i] is the stored event whose ID
+// is that of the prepared requested[i], and found[i] reports whether there is
+// one.
+//
+// It returns nil when the call repeats a committed Append: every ID is
+// stored, at consecutive versions of the requested aggregate, with the same
+// type, payload bytes and metadata, and with the same version and timestamp
+// wherever the request set them. The store then returns stored and writes
+// nothing. Otherwise it returns a *DuplicateEventError.
+func CheckRetry(requested, stored []Event, found []bool) error {
+	for i, r := range requested {
+		if !found[i] || !sameEvent(r, stored[i]) ||
+			stored[i].Version != stored[0].Version+uint64(i) {
+			// Name an ID that is stored: that is the one the caller must look at.
+			for j := range requested {
+				if found[j] {
+					return &DuplicateEventError{ID: stored[j].ID}
+				}
+			}
+			return &DuplicateEventError{ID: r.ID}
+		}
+	}
+	return nil
+}
+
+// sameEvent reports whether stored is what requested would have stored.
+func sameEvent(requested, stored Event) bool {
+	return requested.AggregateID == stored.AggregateID &&
+		requested.Type == stored.Type &&
+		bytes.Equal(requested.Payload, stored.Payload) &&
+		maps.Equal(requested.Metadata, stored.Metadata) &&
+		(requested.Version == 0 || requested.Version == stored.Version) &&
+		(requested.Timestamp.IsZero() || NormalizeTime(requested.Timestamp).Equal(stored.Timestamp))
+}
+
+func invalid(i int, field, reason string) error {
+	return &InvalidEventError{Index: i, Field: field, Reason: reason}
+}
+
+// checkName returns why s is not a valid AggregateID or Type, or "".
+func checkName(s string) string {
+	switch {
+	case s == "":
+		return "empty"
+	case len(s) > MaxNameLength:
+		return "longer than 512 bytes"
+	case !validString(s):
+		return "not UTF-8 or holds a NUL byte"
+	}
+	return ""
+}
+
+func validString(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
