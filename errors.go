@@ -41,6 +41,10 @@ var (
 	// another open store.
 	ErrLocked = errors.New("eventstore: store locked by another user")
 
+	// ErrUnknownFormat reports a file that is not an event store, or one
+	// written in a format this version does not know.
+	ErrUnknownFormat = errors.New("eventstore: unknown file format")
+
 	// ErrNotFound reports that something asked for, such as a snapshot, does
 	// not exist.
 	ErrNotFound = errors.New("eventstore: not found")
