@@ -1,0 +1,17 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/memory"
+	"github.com/eventstore-go/eventstore/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) eventstore.Store {
+		s := memory.New()
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
