@@ -15,3 +15,11 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestSnapshotConformance(t *testing.T) {
+	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore {
+		s := memory.New()
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -13,8 +13,10 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	snap.State = bytes.Clone(snap.State)
-	snap.Timestamp = eventstore.NormalizeTime(snap.Timestamp)
+	snap, err := eventstore.PrepareSnapshot(snap)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
