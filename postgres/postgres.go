@@ -1,0 +1,206 @@
+// Package postgres is an eventstore.Store kept in PostgreSQL, through pgx.
+//
+// It has the semantics of every other backend (it passes the conformance
+// suite in storetest), so an application that outgrows its bolt file swaps
+// bolt.Open for postgres.Open and changes nothing else.
+//
+//	s, err := postgres.Open(ctx, "postgres://app@db/app", nil)
+//	if err != nil {
+//		return err
+//	}
+//	defer s.Close()
+//
+// # Schema
+//
+// Everything lives in one PostgreSQL schema, named by Options.Schema
+// ("eventstore" by default), so that several stores can share a database.
+// Open and New create the schema and its tables with the numbered SQL files
+// in migrations/, once, under an advisory lock, so that processes starting
+// together do not race; schema_migrations records what was applied.
+//
+//	events            one row per event
+//	  id              uuid, primary key (events_pkey)
+//	  position        bigint, unique (events_position_key): the global log order
+//	  aggregate_id    text  } unique together (events_aggregate_version_key)
+//	  version         bigint}
+//	  event_type      text, indexed with position (ReadType)
+//	  timestamp       timestamptz, indexed with position, alone and per aggregate (ReadTime)
+//	  payload         json: the caller's bytes verbatim, queryable (payload->>'email')
+//	  metadata        jsonb, NULL when the event has none
+//	log_head          one row: the last position handed out
+//	snapshots         the latest snapshot of each aggregate (SnapshotStore)
+//	schema_migrations the migrations applied
+//
+// # Positions
+//
+// An append updates the log_head row first and holds its row lock until it
+// commits, so appends commit one after another and take positions 1, 2, 3,
+// ... in commit order with no gaps, as on bolt: a reader polling "position
+// > last seen" never skips an event that commits late. The price is that
+// appends to different aggregates do not commit in parallel.
+//
+// # Errors
+//
+// Unique violations map by constraint name to eventstore.ErrDuplicateEvent
+// or eventstore.ErrConflict; a connection lost while committing maps to
+// eventstore.ErrUnknownOutcome, after which retrying the same Append is safe.
+// Other errors from the server are returned wrapped, with *pgconn.PgError
+// available through errors.As.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.SnapshotStore = (*Store)(nil)
+)
+
+// DefaultSchema is the schema a Store uses when Options.Schema is empty.
+const DefaultSchema = "eventstore"
+
+// DefaultReadPageSize is how many events a read fetches per query when
+// Options.ReadPageSize is zero.
+const DefaultReadPageSize = 256
+
+// readPageBytes caps the payload bytes a read holds in one page: a page of
+// large payloads ends early, and the next pages ask for fewer rows.
+const readPageBytes = 8 << 20
+
+// Options configures a Store. A nil *Options means every default.
+type Options struct {
+	// Schema is the PostgreSQL schema holding the store's tables. Stores
+	// with different schemas share a database without seeing each other.
+	// It is created if missing. Default: DefaultSchema ("eventstore").
+	Schema string
+
+	// MaxPayloadSize is the largest payload Append accepts, in bytes.
+	// Default: eventstore.DefaultMaxPayloadSize (1 MiB).
+	MaxPayloadSize int
+
+	// ReadPageSize is how many events a read fetches per query. A read
+	// holds at most one page in memory and no connection while the caller
+	// handles its events. Default: DefaultReadPageSize (256).
+	ReadPageSize int
+}
+
+// withDefaults returns a copy of o with every zero field set to its default.
+func (o *Options) withDefaults() (Options, error) {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Schema == "" {
+		out.Schema = DefaultSchema
+	}
+	if len(out.Schema) > 63 || !utf8.ValidString(out.Schema) || containsNUL(out.Schema) {
+		return out, fmt.Errorf("postgres: schema name %q: not 1 to 63 bytes of UTF-8 without NUL", out.Schema)
+	}
+	if out.MaxPayloadSize <= 0 {
+		out.MaxPayloadSize = eventstore.DefaultMaxPayloadSize
+	}
+	if out.ReadPageSize <= 0 {
+		out.ReadPageSize = DefaultReadPageSize
+	}
+	return out, nil
+}
+
+// Store is an event store in a PostgreSQL schema. It is safe for concurrent
+// use, also by several processes sharing the schema.
+type Store struct {
+	pool    *pgxpool.Pool
+	ownPool bool // Open made the pool, so Close closes it
+	opts    Options
+	closed  atomic.Bool
+	close   sync.Once
+	sql     queries
+}
+
+// Open connects to the PostgreSQL server at dsn (a URL or keyword/value
+// string, as pgxpool.ParseConfig reads it, pool_max_conns and all),
+// creates or migrates the store's schema and returns the store. The store
+// owns its connection pool and closes it on Close.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse DSN: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s, err := newStore(ctx, pool, o)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownPool = true
+	return s, nil
+}
+
+// New returns a store that uses pool, which the caller owns: Close does not
+// close it. It creates or migrates the store's schema first.
+func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("postgres: New with a nil pool")
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return newStore(ctx, pool, o)
+}
+
+func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error) {
+	if err := migrate(ctx, pool, o.Schema); err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool, opts: o, sql: newQueries(pgx.Identifier{o.Schema}.Sanitize())}, nil
+}
+
+// Schema returns the PostgreSQL schema holding the store's tables.
+func (s *Store) Schema() string { return s.opts.Schema }
+
+// Close releases the store and, if Open made it, its connection pool. Calls
+// after Close fail with eventstore.ErrClosed; closing again returns nil.
+// Close waits for queries in flight to return their connections.
+func (s *Store) Close() error {
+	s.close.Do(func() {
+		s.closed.Store(true)
+		if s.ownPool {
+			s.pool.Close()
+		}
+	})
+	return nil
+}
+
+func containsNUL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// validName reports whether s can be an AggregateID or Type at all. Reads
+// of a name no store accepts find nothing and send no query: PostgreSQL
+// text refuses NUL bytes and invalid UTF-8.
+func validName(s string) bool {
+	return s != "" && len(s) <= eventstore.MaxNameLength && utf8.ValidString(s) && !containsNUL(s)
+}
