@@ -1,0 +1,16 @@
+package aggregate_test
+
+import (
+	"testing"
+
+	"github.com/eventstore-go/eventstore/memory"
+	"github.com/eventstore-go/eventstore/storetest"
+)
+
+func TestRepository_Memory(t *testing.T) {
+	storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore {
+		s := memory.New()
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
