@@ -1,0 +1,325 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/index"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// appendReq is one Append waiting for a commit.
+type appendReq struct {
+	caller   []eventstore.Event // as passed to Append
+	prepared []eventstore.Event // as returned by Prepare
+	ids      [][]byte           // the ids keys of prepared
+
+	out []eventstore.Event
+	err error
+
+	// wake receives false when out and err are set, true when this
+	// request's goroutine must run the next commit.
+	wake chan bool
+}
+
+// Limits of one group commit.
+const (
+	maxBatchRequests = 1024
+	maxBatchBytes    = 16 << 20
+)
+
+// Append implements eventstore.Store. See the package doc for group commit
+// and for what a failed commit means. ctx is checked before the append
+// joins a commit; once queued, it waits for its commit to finish.
+func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit()
+	prepared, err := eventstore.Prepare(events, s.maxPayload)
+	if err != nil || len(prepared) == 0 {
+		return nil, err
+	}
+	if s.poisoned.Load() {
+		return nil, errNeedsReopen
+	}
+	r := &appendReq{caller: events, prepared: prepared, ids: make([][]byte, len(prepared)), wake: make(chan bool, 1)}
+	for i := range prepared {
+		if r.ids[i], err = index.ID(prepared[i].ID); err != nil {
+			return nil, fmt.Errorf("bolt: event %d: %w", i, err) // unreachable: Prepare checked the ID
+		}
+	}
+	s.submit(r)
+	return r.out, r.err
+}
+
+// submit queues r and returns once it is answered. The first goroutine to
+// find no commit running runs one; when it is done, it answers every
+// request of that commit and hands the next commit to the first request
+// still queued. A lone writer thus commits at once, and appends that arrive
+// during a commit share the next one.
+func (s *Store) submit(r *appendReq) {
+	s.qmu.Lock()
+	s.queue = append(s.queue, r)
+	if s.leading {
+		s.qmu.Unlock()
+		if lead := <-r.wake; !lead {
+			return
+		}
+		s.qmu.Lock()
+	}
+	s.leading = true
+
+	// Take a batch from the front of the queue; r is in it.
+	n, size := 0, 0
+	for n < len(s.queue) && n < maxBatchRequests && (n == 0 || size < maxBatchBytes) {
+		for _, e := range s.queue[n].prepared {
+			size += len(e.Payload)
+		}
+		n++
+	}
+	batch := slices.Clone(s.queue[:n])
+	s.queue = slices.Delete(s.queue, 0, n)
+	s.qmu.Unlock()
+
+	s.commitBatch(batch)
+
+	s.qmu.Lock()
+	if len(s.queue) > 0 {
+		s.queue[0].wake <- true
+	} else {
+		s.leading = false
+	}
+	s.qmu.Unlock()
+	for _, b := range batch {
+		if b != r {
+			b.wake <- false
+		}
+	}
+}
+
+// errInternal marks an error that leaves a write transaction in an unknown
+// state: the transaction must be rolled back.
+type errInternal struct{ err error }
+
+func (e errInternal) Error() string { return e.err.Error() }
+func (e errInternal) Unwrap() error { return e.err }
+
+// commitBatch runs the requests of batch in one write transaction and sets
+// each one's answer.
+func (s *Store) commitBatch(batch []*appendReq) {
+	for len(batch) > 0 {
+		failed, err := s.tryBatch(batch)
+		if err != nil {
+			for _, r := range batch {
+				r.out, r.err = nil, err
+			}
+			return
+		}
+		if failed < 0 {
+			return
+		}
+		// One request broke the transaction: it has its answer; the
+		// others run again without it.
+		batch = slices.Delete(slices.Clone(batch), failed, failed+1)
+	}
+}
+
+// tryBatch runs batch in one write transaction. It returns the index of a
+// request whose failure forced a rollback (its answer set; the others must
+// run again), or -1 when every request has its answer. A non-nil error is
+// the answer of every request.
+func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
+	defer recovered(&err)
+	if s.poisoned.Load() {
+		return -1, errNeedsReopen
+	}
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return -1, fmt.Errorf("bolt: begin: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			_ = tx.Rollback()
+		}
+	}()
+	w, err := newWriter(tx)
+	if err != nil {
+		return -1, err
+	}
+	writes := false
+	for i, r := range batch {
+		out, wrote, err := w.append(r)
+		var internal errInternal
+		if errors.As(err, &internal) {
+			r.out, r.err = nil, internal.err
+			return i, nil
+		}
+		r.out, r.err = out, err
+		writes = writes || wrote
+	}
+	done = true
+	if !writes {
+		// Only conflicts and retries: nothing to commit.
+		return -1, tx.Rollback()
+	}
+	if err := s.commitTx(tx); err != nil {
+		// The outcome of every request is unknown, even of those that
+		// failed or were retries: they saw the writes before them.
+		for _, r := range batch {
+			r.out, r.err = nil, err
+		}
+	}
+	return -1, nil
+}
+
+// writer appends events within one write transaction.
+type writer struct {
+	events, positions, types, timestamps, ids *bbolt.Bucket
+	cursor                                    *bbolt.Cursor // on events
+	next                                      uint64        // the next position
+	dec                                       decoder
+}
+
+func newWriter(tx *bbolt.Tx) (*writer, error) {
+	w := &writer{
+		events:     tx.Bucket(bucketEvents),
+		positions:  tx.Bucket(bucketPositions),
+		types:      tx.Bucket(bucketTypes),
+		timestamps: tx.Bucket(bucketTimestamps),
+		ids:        tx.Bucket(bucketIDs),
+	}
+	if w.events == nil || w.positions == nil || w.types == nil || w.timestamps == nil || w.ids == nil {
+		return nil, fmt.Errorf("bolt: %w: bucket missing", eventstore.ErrCorrupt)
+	}
+	w.cursor = w.events.Cursor()
+	last, _ := w.positions.Cursor().Last()
+	if last != nil {
+		p, err := index.ParsePosition(last)
+		if err != nil {
+			return nil, corrupt("positions key", last, err)
+		}
+		w.next = p
+	}
+	w.next++
+	return w, nil
+}
+
+// append runs one request: it checks everything, then writes. It reports
+// whether it wrote. An error that is not an errInternal means it wrote
+// nothing.
+func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err error) {
+	// A call whose IDs are stored is a retry or a duplicate.
+	var stored []eventstore.Event
+	var found []bool
+	for i, id := range r.ids {
+		k := w.ids.Get(id)
+		if k == nil {
+			continue
+		}
+		if found == nil {
+			stored = make([]eventstore.Event, len(r.ids))
+			found = make([]bool, len(r.ids))
+		}
+		v := w.events.Get(k)
+		if v == nil {
+			return nil, false, corrupt("ids entry", id, errors.New("points to no event"))
+		}
+		if err := w.dec.decode(k, v, &stored[i]); err != nil {
+			return nil, false, err
+		}
+		found[i] = true
+	}
+	if found != nil {
+		if err := eventstore.CheckRetry(r.caller, stored, found); err != nil {
+			return nil, false, err
+		}
+		return stored, false, nil
+	}
+
+	events := slices.Clone(r.prepared) // a batch may run twice: keep r.prepared as it was
+	aggregateID := events[0].AggregateID
+	prefix := index.AggregatePrefix(aggregateID)
+	current, err := w.version(prefix)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := eventstore.AssignVersions(events, current); err != nil {
+		return nil, false, err
+	}
+
+	// bbolt keeps the keys and values passed to Put until the transaction
+	// ends, so each gets its own bytes: one allocation for all.
+	size := 0
+	for i := range events {
+		events[i].Position = w.next + uint64(i)
+		e := &events[i]
+		size += len(prefix) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
+	}
+	buf := make([]byte, 0, size)
+	for i := range events {
+		e := &events[i]
+		start := len(buf)
+		buf = index.AppendUint64(append(buf, prefix...), e.Version)
+		key := buf[start:len(buf):len(buf)]
+		start = len(buf)
+		buf = appendEventRecord(buf, e, r.ids[i])
+		rec := buf[start:len(buf):len(buf)]
+		start = len(buf)
+		buf = index.AppendUint64(buf, e.Position)
+		posKey := buf[start:len(buf):len(buf)]
+		start = len(buf)
+		buf = index.AppendType(buf, e.Type, e.Position)
+		typeKey := buf[start:len(buf):len(buf)]
+		start = len(buf)
+		buf = index.AppendTime(buf, e.Timestamp, e.Position)
+		timeKey := buf[start:len(buf):len(buf)]
+
+		if err := w.events.Put(key, rec); err != nil {
+			return nil, true, errInternal{fmt.Errorf("bolt: put event: %w", err)}
+		}
+		for _, put := range []struct {
+			b *bbolt.Bucket
+			k []byte
+		}{{w.positions, posKey}, {w.types, typeKey}, {w.timestamps, timeKey}, {w.ids, r.ids[i]}} {
+			if err := put.b.Put(put.k, key); err != nil {
+				return nil, true, errInternal{fmt.Errorf("bolt: put index: %w", err)}
+			}
+		}
+	}
+	w.next += uint64(len(events))
+	return events, true, nil
+}
+
+// version returns the version of the last event of the aggregate whose
+// events keys start with prefix.
+func (w *writer) version(prefix []byte) (uint64, error) {
+	return lastVersion(w.cursor, prefix)
+}
+
+// lastVersion returns the version of the last event of the aggregate whose
+// events keys start with prefix, using c, a cursor on the events bucket.
+func lastVersion(c *bbolt.Cursor, prefix []byte) (uint64, error) {
+	seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), ^uint64(0))
+	k, _ := c.Seek(seek)
+	switch {
+	case k == nil:
+		k, _ = c.Last()
+	case index.IsEventOf(k, prefix):
+		// The aggregate has an event at the largest version.
+	default:
+		k, _ = c.Prev()
+	}
+	if k == nil || !index.IsEventOf(k, prefix) {
+		return 0, nil
+	}
+	return binary.BigEndian.Uint64(k[len(prefix):]), nil
+}

@@ -1,0 +1,384 @@
+// Package bolt is an eventstore.Store that keeps everything in one bbolt
+// file (go.etcd.io/bbolt): the embedded default backend.
+//
+// Open a file, append, read:
+//
+//	s, err := bolt.Open("events.db", nil)
+//	if err != nil { ... }
+//	defer s.Close()
+//	stored, err := s.Append(ctx, eventstore.Event{AggregateID: "order-1", Type: "OrderPlaced", Payload: []byte(`{}`)})
+//
+// # File format
+//
+// Every event is stored once, in the events bucket; the other buckets point
+// to it by its events key. Integers in keys are 8 bytes big-endian and names
+// are prefixed by their length (2 bytes big-endian), so that byte order is
+// the order reads need and no key of one aggregate or type falls inside the
+// range of another (package github.com/eventstore-go/eventstore/index holds
+// the encodings). The buckets, each key -> value:
+//
+//	events      aggregate ID + version            -> event record
+//	positions   position                          -> events key
+//	types       type + position                   -> events key
+//	timestamps  timestamp (µs, sign flipped) + position -> events key
+//	ids         event ID (16 bytes of the UUID)   -> events key
+//	snapshots   aggregate ID (raw bytes)          -> snapshot record
+//	meta        "format"                          -> "eventstore/bolt 1"
+//
+// Records are msgpack, readable by any msgpack tool: a uint32 holding the
+// CRC32C (Castagnoli) of the rest of the record, then an array of the fields:
+//
+//	event     [id bin, aggregateID str, type str, version, position, timestamp µs, payload bin, metadata map or nil]
+//	snapshot  [aggregateID str, version, schema str, state bin, timestamp µs]
+//
+// A record whose checksum fails, or whose fields do not match its key, reads
+// as an error matching eventstore.ErrCorrupt, never as data. Opening a bbolt
+// file without the meta bucket, or with another format, fails with an error
+// matching eventstore.ErrUnknownFormat.
+//
+// # Writes
+//
+// Appends are durable on return: each commit is fsynced (unless
+// Options.UnsafeNoSync). Concurrent appends share commits: while one commit
+// runs, the appends that arrive queue up, and the next commit takes all of
+// them at once, checks each in turn against the ones before it, and answers
+// each caller with its own result; a conflict in one append does not fail
+// the others. A lone writer commits at once. Positions are assigned in the
+// write transaction, so they have no gaps and follow commit order.
+//
+// When a commit fails, its outcome is unknown: bbolt may report an error for
+// a commit that reached the disk. Append then returns an error matching
+// eventstore.ErrUnknownOutcome (retrying with the same event IDs is safe),
+// and the store refuses every later write with eventstore.ErrNeedsReopen
+// until it is closed and opened again.
+//
+// # Reads
+//
+// Reads stream page by page: each page is read in its own read transaction
+// and copied out of the memory map before the transaction ends, and no
+// event is yielded while a transaction is open. A caller may append from
+// inside its loop, and a long replay neither blocks writers nor keeps old
+// pages alive. ReadTime of one aggregate walks that aggregate's events (not
+// the timestamps bucket, which holds every aggregate) and orders the matches
+// in memory: 16 bytes per matching event.
+//
+// # Caveats
+//
+//   - One process per file. Open locks the file; a second Open, in this
+//     process or another, fails with an error matching eventstore.ErrLocked
+//     after Options.Timeout.
+//   - Local filesystems only: bbolt relies on mmap, flock and fsync, which
+//     network filesystems do not all honour.
+//   - The file never shrinks: events are never deleted, and the space a
+//     deleted snapshot frees is reused but not returned to the system.
+//   - A panic from bbolt on a damaged file is recovered and returned as an
+//     error matching eventstore.ErrCorrupt.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventstore-go/eventstore"
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	_ eventstore.Store         = (*Store)(nil)
+	_ eventstore.SnapshotStore = (*Store)(nil)
+)
+
+// Bucket names.
+var (
+	bucketEvents     = []byte("events")
+	bucketPositions  = []byte("positions")
+	bucketTypes      = []byte("types")
+	bucketTimestamps = []byte("timestamps")
+	bucketIDs        = []byte("ids")
+	bucketSnapshots  = []byte("snapshots")
+	bucketMeta       = []byte("meta")
+
+	allBuckets = [][]byte{bucketEvents, bucketPositions, bucketTypes, bucketTimestamps, bucketIDs, bucketSnapshots, bucketMeta}
+)
+
+// The meta bucket's format key, and the format this package writes.
+var (
+	keyFormat    = []byte("format")
+	formatPrefix = []byte("eventstore/bolt ")
+	formatV1     = []byte("eventstore/bolt 1")
+)
+
+// Defaults of Options.
+const (
+	// DefaultTimeout is how long Open waits for the file lock by default.
+	DefaultTimeout = 5 * time.Second
+
+	// DefaultReadPageSize is how many events a read copies out per read
+	// transaction by default.
+	DefaultReadPageSize = 512
+)
+
+// Options configure Open. A nil *Options means every default.
+type Options struct {
+	// Timeout is how long Open waits for the lock on the file before it
+	// fails with an error matching eventstore.ErrLocked. Zero or less means
+	// DefaultTimeout (5s); Open never waits forever.
+	Timeout time.Duration
+
+	// UnsafeNoSync skips the fsync of every commit. Appends are then no
+	// longer durable: a power loss or OS crash can lose acknowledged events
+	// or corrupt the whole file. A process crash alone loses nothing. Only
+	// for data you can rebuild, such as tests and bulk imports. Default
+	// false.
+	UnsafeNoSync bool
+
+	// MaxPayloadSize is the largest payload Append accepts, in bytes. Zero
+	// or less means eventstore.DefaultMaxPayloadSize (1 MiB).
+	MaxPayloadSize int
+
+	// ReadPageSize is how many events a read copies out per read
+	// transaction. Larger pages replay faster; smaller ones hold each read
+	// transaction for less time. Zero or less means DefaultReadPageSize
+	// (512).
+	ReadPageSize int
+}
+
+// Store is an event store in one bbolt file. It is safe for concurrent use.
+type Store struct {
+	db         *bbolt.DB
+	path       string
+	maxPayload int
+	pageSize   int
+
+	// mu guards closed: every operation holds it for reading while it uses
+	// db, and Close holds it for writing, so Close waits for them.
+	mu     sync.RWMutex
+	closed bool
+
+	// poisoned is set when a commit failed: the store refuses writes until
+	// it is reopened.
+	poisoned atomic.Bool
+
+	// Group commit: queue holds the appends waiting for the next commit;
+	// leading reports whether some goroutine runs commits.
+	qmu     sync.Mutex
+	queue   []*appendReq
+	leading bool
+
+	// commit commits tx; tests replace it to simulate failures.
+	commit func(tx *bbolt.Tx) error
+}
+
+// Open opens the event store in the file at path, creating the file (mode
+// 0600) and its buckets if it does not exist.
+//
+// It fails with an error matching eventstore.ErrLocked when another Store,
+// in this process or another, holds the file for longer than the timeout;
+// eventstore.ErrUnknownFormat when the file is not an event store, or one in
+// a format this package does not know; eventstore.ErrCorrupt when the file
+// is damaged.
+func Open(path string, opts *Options) (s *Store, err error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxPayloadSize <= 0 {
+		o.MaxPayloadSize = eventstore.DefaultMaxPayloadSize
+	}
+	if o.ReadPageSize <= 0 {
+		o.ReadPageSize = DefaultReadPageSize
+	}
+
+	var db *bbolt.DB
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bolt: open %s: %w: bbolt panicked: %v", path, eventstore.ErrCorrupt, r)
+			s = nil
+			if db != nil {
+				closeQuietly(db)
+			}
+		}
+	}()
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:      o.Timeout,
+		NoSync:       o.UnsafeNoSync,
+		NoStatistics: true,
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("bolt: open %s: %w (waited %v): %w", path, eventstore.ErrLocked, o.Timeout, err)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("bolt: open %s: %w: not a bbolt file: %w", path, eventstore.ErrUnknownFormat, err)
+	case errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("bolt: open %s: %w: %w", path, eventstore.ErrCorrupt, err)
+	case err != nil:
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	if err := initFile(db); err != nil {
+		closeQuietly(db)
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &Store{
+		db:         db,
+		path:       path,
+		maxPayload: o.MaxPayloadSize,
+		pageSize:   o.ReadPageSize,
+		commit:     (*bbolt.Tx).Commit,
+	}, nil
+}
+
+func closeQuietly(db *bbolt.DB) {
+	defer func() { _ = recover() }()
+	_ = db.Close()
+}
+
+// initFile checks the format of a file, and creates the buckets of an empty
+// one.
+func initFile(db *bbolt.DB) error {
+	empty := true
+	err := db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			// Either a new file or someone else's.
+			return tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+				empty = false
+				return fmt.Errorf("%w: a bbolt file without the meta bucket (it has bucket %q)", eventstore.ErrUnknownFormat, name)
+			})
+		}
+		empty = false
+		format := meta.Get(keyFormat)
+		switch {
+		case bytes.Equal(format, formatV1):
+		case bytes.HasPrefix(format, formatPrefix):
+			return fmt.Errorf("%w: format %q, this package reads %q", eventstore.ErrUnknownFormat, format, formatV1)
+		default:
+			return fmt.Errorf("%w: meta bucket without a known format (format %q)", eventstore.ErrUnknownFormat, format)
+		}
+		for _, name := range allBuckets {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("%w: bucket %q missing", eventstore.ErrCorrupt, name)
+			}
+		}
+		return nil
+	})
+	if err != nil || !empty {
+		return err
+	}
+	return db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
+	})
+}
+
+// Path returns the path of the store's file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file. It waits for the operations in progress (a read
+// in progress finishes its current page; its next page fails with
+// eventstore.ErrClosed). Calls after Close fail with eventstore.ErrClosed;
+// closing again returns nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// enter starts an operation: it fails with ErrClosed after Close, and
+// otherwise holds off Close until exit.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return eventstore.ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) exit() { s.mu.RUnlock() }
+
+// recovered turns a panic (bbolt panics on some damaged files) into an
+// error matching ErrCorrupt. Call it deferred.
+func recovered(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("bolt: %w: bbolt panicked: %v", eventstore.ErrCorrupt, r)
+	}
+}
+
+// view runs fn in a read transaction, turning panics into ErrCorrupt.
+func (s *Store) view(fn func(tx *bbolt.Tx) error) (err error) {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	defer recovered(&err)
+	return s.db.View(fn)
+}
+
+// update runs fn in its own write transaction (not shared with appends),
+// with the commit failure handling of Append.
+func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+	if s.poisoned.Load() {
+		return errNeedsReopen
+	}
+	defer recovered(&err)
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("bolt: begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		if err == errNoWrite {
+			return nil
+		}
+		return err
+	}
+	committed = true
+	return s.commitTx(tx)
+}
+
+// errNoWrite tells update that fn changed nothing: no commit is needed.
+var errNoWrite = errors.New("no write")
+
+var errNeedsReopen = fmt.Errorf("bolt: %w", eventstore.ErrNeedsReopen)
+
+// commitTx commits tx. A failed commit poisons the store, and its error
+// matches ErrUnknownOutcome.
+func (s *Store) commitTx(tx *bbolt.Tx) error {
+	if err := s.commit(tx); err != nil {
+		s.poisoned.Store(true)
+		return fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
+	}
+	return nil
+}

@@ -1,0 +1,505 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"hash/crc32"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+// This file holds the hand-written msgpack reader and writer of records. The
+// records stay plain msgpack, readable by any msgpack tool; writing and
+// parsing them by hand avoids reflection on the hot paths (record_test.go
+// fuzzes them against github.com/vmihailenco/msgpack for agreement).
+//
+// A record is two msgpack values one after the other:
+//
+//	uint32 (always the 5-byte form 0xce)  CRC32C (Castagnoli) of the bytes after it
+//	array                                 the fields
+//
+// An event record's array has 8 fields:
+//
+//	[id bin(16), aggregateID str, type str, version uint, position uint,
+//	 timestamp int (microseconds since the Unix epoch), payload bin,
+//	 metadata map[str]str or nil]
+//
+// A snapshot record's array has 5 fields:
+//
+//	[aggregateID str, version uint, schema str, state bin, timestamp int]
+
+// errRecord is wrapped in ErrCorrupt when a record does not parse.
+var errRecord = errors.New("malformed record")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crcSize is the size of the msgpack uint32 that starts every record.
+const crcSize = 5
+
+const (
+	eventFields    = 8
+	snapshotFields = 5
+)
+
+// corrupt returns an error matching eventstore.ErrCorrupt about key.
+func corrupt(what string, key []byte, cause error) error {
+	return &corruptError{what: what, key: slices.Clone(key), cause: cause}
+}
+
+// corruptError describes a record that failed its checks. It matches
+// eventstore.ErrCorrupt and its cause.
+type corruptError struct {
+	what  string
+	key   []byte
+	cause error
+}
+
+func (e *corruptError) Error() string {
+	return "bolt: " + e.what + " " + hex.EncodeToString(e.key) + ": " + eventstore.ErrCorrupt.Error() + ": " + e.cause.Error()
+}
+
+func (e *corruptError) Unwrap() []error { return []error{eventstore.ErrCorrupt, e.cause} }
+
+// errChecksum is the cause of a record whose checksum fails.
+var errChecksum = errors.New("checksum mismatch")
+
+// checkRecord verifies the checksum of v and returns the msgpack array after
+// it.
+func checkRecord(v []byte) ([]byte, error) {
+	if len(v) < crcSize || v[0] != 0xce {
+		return nil, errRecord
+	}
+	body := v[crcSize:]
+	if binary.BigEndian.Uint32(v[1:]) != crc32.Checksum(body, castagnoli) {
+		return nil, errChecksum
+	}
+	return body, nil
+}
+
+// sealRecord writes the checksum header of the record rec, which starts with
+// crcSize bytes reserved for it.
+func sealRecord(rec []byte) {
+	rec[0] = 0xce
+	binary.BigEndian.PutUint32(rec[1:], crc32.Checksum(rec[crcSize:], castagnoli))
+}
+
+// eventRecordSize bounds the size of e's record, for preallocation.
+func eventRecordSize(e *eventstore.Event) int {
+	n := crcSize + 1 + 2 + 16 + 5 + len(e.AggregateID) + 5 + len(e.Type) + 9 + 9 + 9 + 5 + len(e.Payload) + 5
+	for k, v := range e.Metadata {
+		n += 10 + len(k) + len(v)
+	}
+	return n
+}
+
+// appendEventRecord appends the record of e, whose ID is the UUID id, to
+// dst.
+func appendEventRecord(dst []byte, e *eventstore.Event, id []byte) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0)
+	dst = append(dst, 0x90|eventFields)
+	dst = appendBin(dst, id)
+	dst = appendStr(dst, e.AggregateID)
+	dst = appendStr(dst, e.Type)
+	dst = appendUint(dst, e.Version)
+	dst = appendUint(dst, e.Position)
+	dst = appendInt(dst, e.Timestamp.UnixMicro())
+	dst = appendBin(dst, e.Payload)
+	if len(e.Metadata) == 0 {
+		dst = append(dst, 0xc0)
+	} else {
+		dst = appendMapLen(dst, len(e.Metadata))
+		// Sorted, so that equal events have equal records.
+		for _, k := range slices.Sorted(maps.Keys(e.Metadata)) {
+			dst = appendStr(dst, k)
+			dst = appendStr(dst, e.Metadata[k])
+		}
+	}
+	sealRecord(dst[start:])
+	return dst
+}
+
+// rawEvent is a parsed event record whose byte fields alias the record.
+type rawEvent struct {
+	id, aggregateID, typ []byte
+	version, position    uint64
+	micros               int64
+	payload              []byte
+	metaLen              int    // number of metadata pairs
+	meta                 []byte // the metadata pairs, msgpack
+}
+
+// parseEventRecord checks and parses the record v.
+func parseEventRecord(v []byte) (rawEvent, error) {
+	var r rawEvent
+	b, err := checkRecord(v)
+	if err != nil {
+		return r, err
+	}
+	n, b, ok := readArrayLen(b)
+	if !ok || n != eventFields {
+		return r, errRecord
+	}
+	if r.id, b, ok = readBytes(b); !ok || len(r.id) != 16 {
+		return r, errRecord
+	}
+	if r.aggregateID, b, ok = readBytes(b); !ok {
+		return r, errRecord
+	}
+	if r.typ, b, ok = readBytes(b); !ok {
+		return r, errRecord
+	}
+	if r.version, b, ok = readUint(b); !ok {
+		return r, errRecord
+	}
+	if r.position, b, ok = readUint(b); !ok {
+		return r, errRecord
+	}
+	if r.micros, b, ok = readInt(b); !ok {
+		return r, errRecord
+	}
+	if r.payload, b, ok = readBytes(b); !ok {
+		return r, errRecord
+	}
+	if r.metaLen, b, ok = readMapLen(b); !ok {
+		return r, errRecord
+	}
+	r.meta = b
+	for range r.metaLen {
+		if _, b, ok = readBytes(b); !ok {
+			return r, errRecord
+		}
+		if _, b, ok = readBytes(b); !ok {
+			return r, errRecord
+		}
+	}
+	if len(b) != 0 {
+		return r, errRecord
+	}
+	r.meta = r.meta[:len(r.meta)-len(b)]
+	return r, nil
+}
+
+// decoder turns records into events, copying every byte out of the record
+// and reusing the strings that repeat from one event to the next. A decoder
+// is not safe for concurrent use.
+type decoder struct {
+	aggregateID string
+	types       map[string]string
+}
+
+// maxTypes bounds the strings a decoder keeps for reuse.
+const maxTypes = 256
+
+// decode parses the record v stored under the events key k into e.
+func (d *decoder) decode(k, v []byte, e *eventstore.Event) error {
+	r, err := parseEventRecord(v)
+	if err != nil {
+		return corrupt("event", k, err)
+	}
+	return d.fill(k, &r, e)
+}
+
+// fill copies the parsed record r, stored under the events key k, into e.
+// k may be nil when the caller checked it.
+func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event) error {
+	if k != nil && !isEventKey(k, r.aggregateID, r.version) {
+		return corrupt("event", k, errors.New("key does not match record"))
+	}
+	if r.version == 0 || r.position == 0 || r.micros < minMicros || r.micros > maxMicros {
+		return corrupt("event", k, errRecord)
+	}
+	if string(r.aggregateID) != d.aggregateID {
+		d.aggregateID = string(r.aggregateID)
+	}
+	e.AggregateID = d.aggregateID
+	if t, ok := d.types[string(r.typ)]; ok {
+		e.Type = t
+	} else {
+		e.Type = string(r.typ)
+		if d.types == nil {
+			d.types = make(map[string]string)
+		}
+		if len(d.types) < maxTypes {
+			d.types[e.Type] = e.Type
+		}
+	}
+	var id [36]byte
+	formatUUID(&id, r.id)
+	e.ID = string(id[:])
+	e.Version = r.version
+	e.Position = r.position
+	e.Timestamp = time.UnixMicro(r.micros).UTC()
+	e.Payload = append([]byte(nil), r.payload...)
+	e.Metadata = nil
+	if r.metaLen > 0 {
+		e.Metadata = make(map[string]string, r.metaLen)
+		b := r.meta
+		for range r.metaLen {
+			var key, val []byte
+			key, b, _ = readBytes(b)
+			val, b, _ = readBytes(b)
+			e.Metadata[string(key)] = string(val)
+		}
+	}
+	return nil
+}
+
+// isEventKey reports whether k is the events key of aggregateID at version.
+func isEventKey(k, aggregateID []byte, version uint64) bool {
+	n := len(aggregateID)
+	return len(k) == 2+n+8 && int(binary.BigEndian.Uint16(k)) == n &&
+		bytes.Equal(k[2:2+n], aggregateID) && binary.BigEndian.Uint64(k[2+n:]) == version
+}
+
+// Timestamps a record may hold: the years 1 to 9999.
+var (
+	minMicros = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxMicros = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+)
+
+// formatUUID writes the canonical form of the 16-byte UUID u into dst.
+func formatUUID(dst *[36]byte, u []byte) {
+	hex.Encode(dst[0:8], u[0:4])
+	dst[8] = '-'
+	hex.Encode(dst[9:13], u[4:6])
+	dst[13] = '-'
+	hex.Encode(dst[14:18], u[6:8])
+	dst[18] = '-'
+	hex.Encode(dst[19:23], u[8:10])
+	dst[23] = '-'
+	hex.Encode(dst[24:], u[10:])
+}
+
+// appendSnapshotRecord appends the record of snap to dst.
+func appendSnapshotRecord(dst []byte, snap *eventstore.Snapshot) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0)
+	dst = append(dst, 0x90|snapshotFields)
+	dst = appendStr(dst, snap.AggregateID)
+	dst = appendUint(dst, snap.Version)
+	dst = appendStr(dst, snap.Schema)
+	dst = appendBin(dst, snap.State)
+	dst = appendInt(dst, snap.Timestamp.UnixMicro())
+	sealRecord(dst[start:])
+	return dst
+}
+
+// parseSnapshotRecord checks and parses the record v stored under the
+// snapshots key k.
+func parseSnapshotRecord(k, v []byte) (eventstore.Snapshot, error) {
+	var snap eventstore.Snapshot
+	b, err := checkRecord(v)
+	if err != nil {
+		return snap, corrupt("snapshot", k, err)
+	}
+	n, b, ok := readArrayLen(b)
+	if !ok || n != snapshotFields {
+		return snap, corrupt("snapshot", k, errRecord)
+	}
+	agg, b, ok1 := readBytes(b)
+	version, b, ok2 := readUint(b)
+	schema, b, ok3 := readBytes(b)
+	state, b, ok4 := readBytes(b)
+	micros, b, ok5 := readInt(b)
+	snap.Version = version
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || len(b) != 0 || string(agg) != string(k) ||
+		micros < minMicros || micros > maxMicros {
+		return eventstore.Snapshot{}, corrupt("snapshot", k, errRecord)
+	}
+	snap.AggregateID = string(agg)
+	snap.Schema = string(schema)
+	snap.State = append([]byte{}, state...)
+	snap.Timestamp = time.UnixMicro(micros).UTC()
+	return snap, nil
+}
+
+// msgpack writer.
+
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v <= 0x7f:
+		return append(dst, byte(v))
+	case v <= math.MaxUint8:
+		return append(dst, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
+}
+
+func appendInt(dst []byte, v int64) []byte {
+	switch {
+	case v >= 0:
+		return appendUint(dst, uint64(v))
+	case v >= -32:
+		return append(dst, byte(v))
+	case v >= math.MinInt8:
+		return append(dst, 0xd0, byte(v))
+	case v >= math.MinInt16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xd1), uint16(v))
+	case v >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xd2), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xd3), uint64(v))
+}
+
+func appendStr(dst []byte, s string) []byte {
+	switch n := len(s); {
+	case n <= 31:
+		dst = append(dst, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		dst = append(dst, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		dst = binary.BigEndian.AppendUint16(append(dst, 0xda), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
+	}
+	return append(dst, s...)
+}
+
+func appendBin(dst []byte, b []byte) []byte {
+	switch n := len(b); {
+	case n <= math.MaxUint8:
+		dst = append(dst, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		dst = binary.BigEndian.AppendUint16(append(dst, 0xc5), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
+	}
+	return append(dst, b...)
+}
+
+func appendMapLen(dst []byte, n int) []byte {
+	switch {
+	case n <= 15:
+		return append(dst, 0x80|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xde), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(dst, 0xdf), uint32(n))
+}
+
+// msgpack reader. Each function reads one value from the front of b and
+// returns it with the rest of b, or ok false when b does not start with a
+// well-formed value of the expected kind.
+
+func readUint(b []byte) (v uint64, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	c := b[0]
+	switch {
+	case c <= 0x7f:
+		return uint64(c), b[1:], true
+	case c == 0xcc && len(b) >= 2:
+		return uint64(b[1]), b[2:], true
+	case c == 0xcd && len(b) >= 3:
+		return uint64(binary.BigEndian.Uint16(b[1:])), b[3:], true
+	case c == 0xce && len(b) >= 5:
+		return uint64(binary.BigEndian.Uint32(b[1:])), b[5:], true
+	case c == 0xcf && len(b) >= 9:
+		return binary.BigEndian.Uint64(b[1:]), b[9:], true
+	case c >= 0xd0 && c <= 0xd3:
+		// A signed encoding of a non-negative value.
+		i, rest, ok := readInt(b)
+		if !ok || i < 0 {
+			return 0, nil, false
+		}
+		return uint64(i), rest, true
+	}
+	return 0, nil, false
+}
+
+func readInt(b []byte) (v int64, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	c := b[0]
+	switch {
+	case c <= 0x7f:
+		return int64(c), b[1:], true
+	case c >= 0xe0:
+		return int64(int8(c)), b[1:], true
+	case c == 0xd0 && len(b) >= 2:
+		return int64(int8(b[1])), b[2:], true
+	case c == 0xd1 && len(b) >= 3:
+		return int64(int16(binary.BigEndian.Uint16(b[1:]))), b[3:], true
+	case c == 0xd2 && len(b) >= 5:
+		return int64(int32(binary.BigEndian.Uint32(b[1:]))), b[5:], true
+	case c == 0xd3 && len(b) >= 9:
+		return int64(binary.BigEndian.Uint64(b[1:])), b[9:], true
+	case c >= 0xcc && c <= 0xcf:
+		u, rest, ok := readUint(b)
+		if !ok || u > math.MaxInt64 {
+			return 0, nil, false
+		}
+		return int64(u), rest, true
+	}
+	return 0, nil, false
+}
+
+// readBytes reads a str or a bin.
+func readBytes(b []byte) (v, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return nil, nil, false
+	}
+	var n, h int
+	switch c := b[0]; {
+	case c >= 0xa0 && c <= 0xbf:
+		n, h = int(c&0x1f), 1
+	case (c == 0xd9 || c == 0xc4) && len(b) >= 2:
+		n, h = int(b[1]), 2
+	case (c == 0xda || c == 0xc5) && len(b) >= 3:
+		n, h = int(binary.BigEndian.Uint16(b[1:])), 3
+	case (c == 0xdb || c == 0xc6) && len(b) >= 5:
+		n, h = int(binary.BigEndian.Uint32(b[1:])), 5
+	default:
+		return nil, nil, false
+	}
+	if n > len(b)-h {
+		return nil, nil, false
+	}
+	return b[h : h+n : h+n], b[h+n:], true
+}
+
+func readArrayLen(b []byte) (n int, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	switch c := b[0]; {
+	case c >= 0x90 && c <= 0x9f:
+		return int(c & 0x0f), b[1:], true
+	case c == 0xdc && len(b) >= 3:
+		return int(binary.BigEndian.Uint16(b[1:])), b[3:], true
+	case c == 0xdd && len(b) >= 5:
+		return int(binary.BigEndian.Uint32(b[1:])), b[5:], true
+	}
+	return 0, nil, false
+}
+
+// readMapLen reads a map header; nil reads as an empty map.
+func readMapLen(b []byte) (n int, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return 0, nil, false
+	}
+	switch c := b[0]; {
+	case c == 0xc0:
+		return 0, b[1:], true
+	case c >= 0x80 && c <= 0x8f:
+		return int(c & 0x0f), b[1:], true
+	case c == 0xde && len(b) >= 3:
+		return int(binary.BigEndian.Uint16(b[1:])), b[3:], true
+	case c == 0xdf && len(b) >= 5:
+		return int(binary.BigEndian.Uint32(b[1:])), b[5:], true
+	}
+	return 0, nil, false
+}
