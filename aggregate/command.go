@@ -85,7 +85,10 @@ func Handle[C Command, R any](b *Bus, h HandlerFunc[C, R]) {
 	b.handlers[name] = h
 }
 
-// Dispatch runs the handler registered for cmd and returns its result.
+// Dispatch runs the handler registered for cmd and returns its result. The
+// result type comes first so that only it need be written:
+//
+//	balance, err := aggregate.Dispatch[int64](ctx, bus, Deposit{Account: "acc-1", Amount: 10})
 //
 // It gives the command a new ID (a UUIDv7) and runs the handler with a
 // context whose metadata (see Metadata) has causation_id set to that ID and
@@ -96,7 +99,7 @@ func Handle[C Command, R any](b *Bus, h HandlerFunc[C, R]) {
 // Dispatch fails with an error matching ErrUnknownCommand when no handler
 // is registered for cmd, or when the registered one returns another result
 // type than R.
-func Dispatch[C Command, R any](ctx context.Context, b *Bus, cmd C) (R, error) {
+func Dispatch[R any, C Command](ctx context.Context, b *Bus, cmd C) (R, error) {
 	var zero R
 	name := cmd.CommandType()
 	b.mu.RLock()

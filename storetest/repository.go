@@ -596,7 +596,7 @@ func testRepoMetadata(t *testing.T, s EventSnapshotStore) {
 	})
 
 	// A command starts a conversation: its ID is both causation and correlation.
-	balance, err := aggregate.Dispatch[tDeposit, int64](ctx, bus, tDeposit{Account: "acc-m", Amount: 4})
+	balance, err := aggregate.Dispatch[int64](ctx, bus, tDeposit{Account: "acc-m", Amount: 4})
 	if err != nil || balance != 4 {
 		t.Fatalf("Dispatch = %d, %v; want 4, nil", balance, err)
 	}
@@ -612,7 +612,7 @@ func testRepoMetadata(t *testing.T, s EventSnapshotStore) {
 	// Within a conversation the correlation is kept, and other metadata
 	// of the context reaches the events.
 	cctx := aggregate.WithMetadata(ctx, map[string]string{aggregate.MetaCorrelationID: "req-789", "user_id": "admin-456"})
-	if _, err := aggregate.Dispatch[tDeposit, int64](cctx, bus, tDeposit{Account: "acc-m", Amount: 1}); err != nil {
+	if _, err := aggregate.Dispatch[int64](cctx, bus, tDeposit{Account: "acc-m", Amount: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// An event causes the next command.
@@ -637,10 +637,10 @@ func testRepoMetadata(t *testing.T, s EventSnapshotStore) {
 	}
 
 	// A command nobody handles, or with the wrong result type.
-	if _, err := aggregate.Dispatch[tDeposit, string](ctx, bus, tDeposit{Account: "acc-m", Amount: 1}); !errors.Is(err, aggregate.ErrUnknownCommand) {
+	if _, err := aggregate.Dispatch[string](ctx, bus, tDeposit{Account: "acc-m", Amount: 1}); !errors.Is(err, aggregate.ErrUnknownCommand) {
 		t.Fatalf("Dispatch with a wrong result type = %v, want ErrUnknownCommand", err)
 	}
-	if _, err := aggregate.Dispatch[tDeposit, int64](ctx, aggregate.NewBus(), tDeposit{}); !errors.Is(err, aggregate.ErrUnknownCommand) {
+	if _, err := aggregate.Dispatch[int64](ctx, aggregate.NewBus(), tDeposit{}); !errors.Is(err, aggregate.ErrUnknownCommand) {
 		t.Fatalf("Dispatch on an empty bus = %v, want ErrUnknownCommand", err)
 	}
 }
