@@ -51,17 +51,27 @@ func mapPgError(what string, err error) error {
 	return fmt.Errorf("postgres: %s: %w", what, err)
 }
 
-// commitError maps the error of a COMMIT. The server refusing the commit,
-// or a commit never sent, leaves nothing stored; any other failure, such as
-// a connection lost while the commit was in flight, leaves the outcome
-// unknown: eventstore.ErrUnknownOutcome.
+// commitError maps the error of a pipeline that ends in COMMIT. The server
+// refusing a statement (an ERROR) aborts the transaction, and a pipeline
+// never sent does nothing: both leave nothing stored. Any other failure
+// (a connection lost, or closed by the server with a FATAL error, while the
+// pipeline was in flight) leaves the outcome unknown:
+// eventstore.ErrUnknownOutcome.
 func commitError(err error) error {
 	if err == nil {
 		return nil
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
-		return mapPgError("commit", err)
+	if errors.As(err, &pgErr) {
+		severity := pgErr.SeverityUnlocalized
+		if severity == "" {
+			severity = pgErr.Severity
+		}
+		if severity == "ERROR" {
+			return mapPgError("append", err)
+		}
+	} else if pgconn.SafeToRetry(err) {
+		return mapPgError("append", err)
 	}
-	return fmt.Errorf("postgres: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
+	return fmt.Errorf("postgres: append: %w: %w", eventstore.ErrUnknownOutcome, err)
 }

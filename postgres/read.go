@@ -20,7 +20,7 @@ var (
 )
 
 // scanEvent reads one row of eventColumns.
-func scanEvent(rows pgx.Rows) (eventstore.Event, error) {
+func scanEvent(rows pgx.CollectableRow) (eventstore.Event, error) {
 	var (
 		e        eventstore.Event
 		id       pgtype.UUID

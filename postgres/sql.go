@@ -2,10 +2,10 @@ package postgres
 
 // queries holds the store's SQL, with its schema name filled in.
 type queries struct {
-	lockHead    string // advance log_head by $1, returning the new last position
+	lockHead    string // lock log_head: the serialization point of appends
 	byIDs       string // the events with the IDs $1
 	version     string // the current version of aggregate $1
-	insert      string // insert a batch of events, as arrays
+	append      string // check and insert a batch of events; see newQueries
 	readAgg     string // aggregate $1 after version $2, limit $3
 	readAll     string // after position $1, limit $2
 	readType    string // type $1 after position $2, limit $3
@@ -22,13 +22,35 @@ const eventColumns = `id, position, aggregate_id, event_type, version, timestamp
 func newQueries(schema string) queries {
 	events := schema + ".events"
 	return queries{
-		lockHead: `UPDATE ` + schema + `.log_head SET position = position + $1 WHERE id RETURNING position`,
+		lockHead: `SELECT position FROM ` + schema + `.log_head WHERE id FOR UPDATE`,
 		byIDs:    `SELECT ` + eventColumns + ` FROM ` + events + ` WHERE id = ANY($1::uuid[])`,
 		version:  `SELECT coalesce(max(version), 0) FROM ` + events + ` WHERE aggregate_id = $1`,
-		insert: `INSERT INTO ` + events + ` (` + eventColumns + `)
-			SELECT u.id, u.position, $3, u.event_type, u.version, u.timestamp, u.payload::json, u.metadata::jsonb
-			FROM unnest($1::uuid[], $2::bigint[], $4::text[], $5::bigint[], $6::timestamptz[], $7::text[], $8::text[])
-				AS u(id, position, event_type, version, timestamp, payload, metadata)`,
+
+		// append runs after lockHead, in the same transaction, so its
+		// snapshot holds every append committed before this one. It returns
+		// the aggregate's version, how many of the IDs $1 are stored, and
+		// the last position; and when no ID is stored and the first version
+		// $7 is 0 (any) or the aggregate's version + 1, it inserts the
+		// events of aggregate $2 at the next versions and positions and
+		// advances log_head by $8, the number of events.
+		append: `WITH cur AS (
+				SELECT coalesce(max(version), 0) AS version FROM ` + events + ` WHERE aggregate_id = $2
+			), dup AS (
+				SELECT count(*) AS n FROM ` + events + ` WHERE id = ANY($1::uuid[])
+			), head AS (
+				SELECT position FROM ` + schema + `.log_head WHERE id
+			), ok AS (
+				SELECT cur.version, head.position FROM cur, dup, head
+				WHERE dup.n = 0 AND ($7::bigint = 0 OR $7::bigint = cur.version + 1)
+			), ins AS (
+				INSERT INTO ` + events + ` (` + eventColumns + `)
+				SELECT u.id, ok.position + u.n, $2, u.event_type, ok.version + u.n, u.timestamp, u.payload::json, u.metadata::jsonb
+				FROM ok, unnest($1::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+					WITH ORDINALITY AS u(id, event_type, timestamp, payload, metadata, n)
+			), upd AS (
+				UPDATE ` + schema + `.log_head AS h SET position = h.position + $8::bigint FROM ok WHERE h.id
+			)
+			SELECT cur.version, dup.n, head.position FROM cur, dup, head`,
 		readAgg: `SELECT ` + eventColumns + ` FROM ` + events + `
 			WHERE aggregate_id = $1 AND version > $2 ORDER BY version LIMIT $3`,
 		readAll: `SELECT ` + eventColumns + ` FROM ` + events + `
