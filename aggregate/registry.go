@@ -171,7 +171,10 @@ func (r *Registry) Decode(e eventstore.Event) (Event, error) {
 	}
 	r.mu.RLock()
 	current := max(r.current[e.Type], 1)
-	ups := r.upcasters[e.Type]
+	var chain []Upcaster // the upcasters from the event's schema to the current one; nil where missing
+	for v := from; v < current; v++ {
+		chain = append(chain, r.upcasters[e.Type][v])
+	}
 	decode := r.decoders[e.Type]
 	r.mu.RUnlock()
 
@@ -180,9 +183,9 @@ func (r *Registry) Decode(e eventstore.Event) (Event, error) {
 	}
 	if from < current {
 		payload := e.Payload
-		for v := from; v < current; v++ {
-			up, ok := ups[v]
-			if !ok {
+		for i, up := range chain {
+			v := from + uint64(i)
+			if up == nil {
 				return Event{}, fmt.Errorf("%w: event %s (%s): no upcaster from schema %d", ErrUpcast, e.ID, e.Type, v)
 			}
 			next, err := up(payload)
