@@ -1,0 +1,98 @@
+package bench
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+// appendAggregates is how many aggregates a single appender rotates over.
+const appendAggregates = 1000
+
+// BenchmarkAppend measures appends to an empty store: one goroutine
+// appending batches of 1, 10 or 100 events, and 8 or 64 goroutines
+// appending one event at a time, each to its own aggregate. Every append
+// names its expected version, as an application checking for conflicts
+// does; the store assigns IDs and timestamps.
+func BenchmarkAppend(b *testing.B) {
+	for _, be := range backends {
+		if !be.append {
+			continue
+		}
+		b.Run(be.name, func(b *testing.B) {
+			for _, n := range []int{1, 10, 100} {
+				b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { benchAppend(b, be, n) })
+			}
+			for _, g := range []int{8, 64} {
+				b.Run(fmt.Sprintf("parallel=%d", g), func(b *testing.B) { benchAppendParallel(b, be, g) })
+			}
+		})
+	}
+}
+
+// benchAppend appends b.N batches of n events from one goroutine, rotating
+// over appendAggregates aggregates.
+func benchAppend(b *testing.B, be backend, n int) {
+	h := be.open(b, false, false)
+	aggs := make([]string, appendAggregates)
+	for i := range aggs {
+		aggs[i] = fmt.Sprintf("account-%04d", i)
+	}
+	versions := make([]uint64, len(aggs))
+	batch := make([]eventstore.Event, n)
+	seq := 0
+
+	m := startMeter(b)
+	for i := 0; i < b.N; i++ {
+		a := i % len(aggs)
+		for j := range batch {
+			seq++
+			batch[j] = event(aggs[a], versions[a]+1+uint64(j), seq)
+		}
+		if _, err := h.Append(background, batch...); err != nil {
+			b.Fatal(err)
+		}
+		versions[a] += uint64(n)
+	}
+	m.stop(b.N * n)
+	release(b, h, b.N*n)
+}
+
+// benchAppendParallel appends b.N single events from g goroutines, each
+// appending to an aggregate of its own.
+func benchAppendParallel(b *testing.B, be backend, g int) {
+	h := be.open(b, true, false)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, g)
+	start := make(chan struct{})
+	for w := range g {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			agg := fmt.Sprintf("writer-%02d", w)
+			var version uint64
+			<-start
+			for next.Add(1) <= int64(b.N) {
+				version++
+				if _, err := h.Append(background, event(agg, version, int(version)+w)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+
+	m := startMeter(b)
+	close(start)
+	wg.Wait()
+	m.stop(b.N)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	release(b, h, b.N)
+}

@@ -1,0 +1,43 @@
+// Package bench measures the event store's backends against each other and
+// against raw bbolt doing the same work with no event-store layer.
+//
+// The benchmarks live in this package's tests; the package itself has no
+// API. Run them with
+//
+//	go test -run '^$' -bench . -benchmem ./bench
+//
+// or run `make bench`, which runs them through bench/cmd/results and writes
+// bench/RESULTS.md, and `make bench-compare OLD=ref NEW=ref`, which runs
+// bench/compare.sh and compares two git refs with benchstat.
+//
+// # Workloads
+//
+// Names are stable, so that benchstat can compare runs:
+//
+//	BenchmarkAppend/{backend}/batch={1,10,100}    one goroutine, N events per Append
+//	BenchmarkAppend/{backend}/parallel={8,64}     N goroutines, 1 event per Append, distinct aggregates
+//	BenchmarkReplay/{backend}/aggregate=100       read one 100-event aggregate
+//	BenchmarkReplay/{backend}/aggregate=100k      read the 100,000-event aggregate
+//	BenchmarkReplay/{backend}/all                 ReadAll over the whole fixture
+//	BenchmarkReplay/{backend}/type                ReadType of one type (a tenth of the events)
+//	BenchmarkReplay/{backend}/time                ReadTime of a window holding a tenth of the events
+//
+// Backends: memory, bolt (durable), bolt-nosync (Options.UnsafeNoSync),
+// postgres (skipped when no server answers at EVENTSTORE_POSTGRES_DSN or
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable), and rawbolt: the
+// baseline, plain bbolt writing the same buckets, keys and records as
+// package bolt, one Update per append (DB.Batch for the parallel cases),
+// reading in one View. Replay has no bolt-nosync row: reads do not sync.
+//
+// Every benchmark reports, besides ns/op, B/op and allocs/op:
+//
+//	events/s      events appended or read per second
+//	ns/event      the same, inverted
+//	allocs/event  heap allocations per event (runtime.MemStats.Mallocs)
+//	disk-B/event  bytes of the bbolt file (or PostgreSQL tables and indexes) per stored event
+//
+// The replay fixture (1,000,000 events: 9,000 aggregates of 100 events and
+// one of 100,000) is built once per process per backend, outside the
+// timer, and removed when the process ends. Nothing heavy happens unless a
+// benchmark runs, so `go test ./bench` stays fast.
+package bench
