@@ -108,7 +108,11 @@ type Aggregate interface {
 // Its fields are exported, with JSON tags, so that the default snapshot
 // encoding (JSON) keeps them.
 type Base struct {
-	ID      string `json:"id"`
+	// ID is the aggregate's ID; the constructor passed to NewRepository
+	// sets it.
+	ID string `json:"id"`
+
+	// Version is the version of the last event applied; Apply sets it.
 	Version uint64 `json:"version"`
 }
 

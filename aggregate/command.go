@@ -48,6 +48,8 @@ func CausedBy(ctx context.Context, e eventstore.Event) context.Context {
 // Commands are value types (structs) whose CommandType does not look at the
 // receiver, so that the zero value names the type too.
 type Command interface {
+	// CommandType returns the name under which the command's handler is
+	// registered.
 	CommandType() string
 }
 

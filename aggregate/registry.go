@@ -30,6 +30,8 @@ const (
 // (structs) whose EventType does not look at the receiver, so that the zero
 // value names the type too.
 type Data interface {
+	// EventType returns the name of the event type, the Type of the
+	// stored event.
 	EventType() string
 }
 

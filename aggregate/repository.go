@@ -127,6 +127,11 @@ func (r *Repository[A]) LoadTime(ctx context.Context, id string, t time.Time) (A
 //
 // Each event's metadata is the metadata of ctx (see WithMetadata and
 // Dispatch) and its schema version. Saving no data does nothing.
+//
+// When the store answers eventstore.ErrUnknownOutcome, Save appends the same
+// events, with the same IDs, once more: that either stores them or finds
+// them stored. If that fails too, Save returns an error matching
+// ErrUnknownOutcome and the events may or may not be stored.
 func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventstore.Event, error) {
 	if len(data) == 0 {
 		return nil, nil
@@ -148,6 +153,20 @@ func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventsto
 		events[i] = e
 	}
 	stored, err := r.store.Append(ctx, events...)
+	if errors.Is(err, eventstore.ErrUnknownOutcome) {
+		// The events may or may not be stored. Appending the same events
+		// (the same IDs) again either stores them or returns them as
+		// stored; a conflict then proves they were not stored.
+		again, err2 := r.store.Append(ctx, events...)
+		switch {
+		case err2 == nil:
+			stored, err = again, nil
+		case errors.Is(err2, eventstore.ErrConflict):
+			err = err2
+		default:
+			err = fmt.Errorf("%w (and retrying: %w)", err, err2)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
