@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 
 	"github.com/eventstore-go/eventstore"
@@ -138,6 +139,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 // the answer of every request.
 func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	defer recovered(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	if s.poisoned.Load() {
 		return -1, errNeedsReopen
 	}

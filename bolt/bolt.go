@@ -80,6 +80,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,6 +209,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 			}
 		}
 	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	db, err = bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
@@ -317,7 +319,12 @@ func (s *Store) enter() error {
 func (s *Store) exit() { s.mu.RUnlock() }
 
 // recovered turns a panic (bbolt panics on some damaged files) into an
-// error matching ErrCorrupt. Call it deferred.
+// error matching ErrCorrupt. Call it deferred, with
+//
+//	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+//
+// after it, so that a read outside the memory map panics rather than
+// crashing the process.
 func recovered(err *error) {
 	if r := recover(); r != nil {
 		*err = fmt.Errorf("bolt: %w: bbolt panicked: %v", eventstore.ErrCorrupt, r)
@@ -331,6 +338,7 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) (err error) {
 	}
 	defer s.exit()
 	defer recovered(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	return s.db.View(fn)
 }
 
@@ -348,6 +356,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 		return errNeedsReopen
 	}
 	defer recovered(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		return fmt.Errorf("bolt: begin: %w", err)

@@ -66,10 +66,8 @@ func (s *Store) read(ctx context.Context, next pageFunc) iter.Seq2[eventstore.Ev
 				page, more, err = next(tx, &d, page, s.pageSize)
 				return err
 			})
-			if err != nil {
-				yield(eventstore.Event{}, err)
-				return
-			}
+			// On error, page holds the events read before it: yield them
+			// first.
 			for i := range page {
 				if i > 0 {
 					if err := ctx.Err(); err != nil {
@@ -81,6 +79,10 @@ func (s *Store) read(ctx context.Context, next pageFunc) iter.Seq2[eventstore.Ev
 					return
 				}
 				page[i] = eventstore.Event{} // drop references the caller may keep
+			}
+			if err != nil {
+				yield(eventstore.Event{}, err)
+				return
 			}
 			if len(page) < s.pageSize && !more {
 				return

@@ -1,0 +1,129 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+var errInjected = errors.New("injected fsync failure")
+
+// TestStore_UnknownOutcome simulates a commit whose fsync fails, both when
+// the data reached the file anyway and when it did not: Append reports
+// ErrUnknownOutcome, later writes get ErrNeedsReopen, and after a reopen a
+// retry with the same events either finds them or stores them.
+func TestStore_UnknownOutcome(t *testing.T) {
+	for _, onDisk := range []bool{true, false} {
+		t.Run(fmt.Sprintf("onDisk=%v", onDisk), func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "events.db")
+			s, err := Open(path, nil)
+			require.NoError(t, err)
+			first, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
+			require.NoError(t, err)
+
+			s.commit = func(tx *bbolt.Tx) error {
+				if onDisk {
+					if err := tx.Commit(); err != nil {
+						return err
+					}
+				} else if err := tx.Rollback(); err != nil {
+					return err
+				}
+				return errInjected
+			}
+			events := []eventstore.Event{
+				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", AggregateID: "a", Type: "T", Payload: []byte(`2`), Version: 2},
+				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", AggregateID: "a", Type: "T", Payload: []byte(`3`), Version: 3},
+			}
+			_, err = s.Append(ctx, events...)
+			require.ErrorIs(t, err, eventstore.ErrUnknownOutcome)
+			require.ErrorIs(t, err, errInjected)
+
+			// Poisoned: writes refused, reads work.
+			_, err = s.Append(ctx, events...)
+			require.ErrorIs(t, err, eventstore.ErrNeedsReopen)
+			require.ErrorIs(t, s.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: "a", Version: 1}), eventstore.ErrNeedsReopen)
+			require.ErrorIs(t, s.DeleteSnapshot(ctx, "a"), eventstore.ErrNeedsReopen)
+			got, err := eventstore.Collect(s.ReadAll(ctx, 0))
+			require.NoError(t, err)
+			require.Equal(t, first, got[:1])
+			require.NoError(t, s.Close())
+
+			// After a reopen the retry is safe either way.
+			s, err = Open(path, nil)
+			require.NoError(t, err)
+			defer s.Close()
+			stored, err := s.Append(ctx, events...)
+			require.NoError(t, err)
+			require.Equal(t, []uint64{2, 3}, []uint64{stored[0].Position, stored[1].Position})
+			require.NoError(t, s.Check(ctx))
+		})
+	}
+}
+
+// TestStore_GroupCommit checks that concurrent appends share commits, that
+// each gets its own answer, and that conflicts fail alone.
+func TestStore_GroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	require.NoError(t, err)
+	defer s.Close()
+	var commits atomic.Int64
+	s.commit = func(tx *bbolt.Tx) error {
+		commits.Add(1)
+		return tx.Commit()
+	}
+
+	const writers, each = 32, 10
+	var wg sync.WaitGroup
+	var conflicts atomic.Int64
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			agg := fmt.Sprintf("agg-%d", w%8) // 4 writers per aggregate
+			for range each {
+				for {
+					v, err := s.Version(ctx, agg)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					stored, err := s.Append(ctx, eventstore.Event{AggregateID: agg, Type: "T", Payload: []byte(`{}`), Version: v + 1})
+					if errors.Is(err, eventstore.ErrConflict) {
+						conflicts.Add(1)
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if stored[0].Version != v+1 || stored[0].AggregateID != agg {
+						t.Errorf("stored %+v", stored[0])
+					}
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	n := int64(writers * each)
+	t.Logf("%d appends, %d conflicts, %d commits", n, conflicts.Load(), commits.Load())
+	require.Less(t, commits.Load(), n, "no commit was shared")
+	for a := range 8 {
+		v, err := s.Version(ctx, fmt.Sprintf("agg-%d", a))
+		require.NoError(t, err)
+		require.Equal(t, uint64(writers/8*each), v)
+	}
+	require.NoError(t, s.Check(ctx))
+}
