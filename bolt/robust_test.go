@@ -150,9 +150,13 @@ func TestStore_ErrCorrupt(t *testing.T) {
 		"ReadAggregate": func() ([]eventstore.Event, error) { return eventstore.Collect(s.ReadAggregate(ctx, "a", 0)) },
 		"ReadAll":       func() ([]eventstore.Event, error) { return eventstore.Collect(s.ReadAll(ctx, 0)) },
 		"ReadType":      func() ([]eventstore.Event, error) { return eventstore.Collect(s.ReadType(ctx, "T", 0)) },
-		"ReadTime":      func() ([]eventstore.Event, error) { return eventstore.Collect(s.ReadTime(ctx, "", time.Time{}, time.Time{})) },
-		"ReadTimeOf":    func() ([]eventstore.Event, error) { return eventstore.Collect(s.ReadTime(ctx, "a", time.Time{}, time.Time{})) },
-		"Retry":         func() ([]eventstore.Event, error) { return s.Append(ctx, stored[1]) },
+		"ReadTime": func() ([]eventstore.Event, error) {
+			return eventstore.Collect(s.ReadTime(ctx, "", time.Time{}, time.Time{}))
+		},
+		"ReadTimeOf": func() ([]eventstore.Event, error) {
+			return eventstore.Collect(s.ReadTime(ctx, "a", time.Time{}, time.Time{}))
+		},
+		"Retry": func() ([]eventstore.Event, error) { return s.Append(ctx, stored[1]) },
 	}
 	for name, read := range reads {
 		t.Run(name, func(t *testing.T) {
