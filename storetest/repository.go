@@ -508,6 +508,29 @@ func testRepoLoadTime(t *testing.T, s EventSnapshotStore) {
 				tc.at, a.Version, a.Balance, tc.version, tc.balance)
 		}
 	}
+
+	// Timestamps out of version order: the state as of t is the versions
+	// up to the first event after t, never a state with a version missing.
+	events = events[:0]
+	for i, d := range []aggregate.Data{tOpened{Owner: "bob"}, tDeposited{Amount: 100}, tDeposited{Amount: 5}} {
+		e, err := reg.NewEvent("acc-t2", d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Version = uint64(i + 1)
+		e.Timestamp = day([]int{1, 5, 3}[i])
+		events = append(events, e)
+	}
+	if _, err := s.Append(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	a, err := r.LoadTime(ctx, "acc-t2", day(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Version != 1 || a.Balance != 0 {
+		t.Errorf("LoadTime(day 4) with timestamps 1, 5, 3 = version %d balance %d, want version 1 balance 0", a.Version, a.Balance)
+	}
 }
 
 func testRepoUpcast(t *testing.T, s EventSnapshotStore) {
