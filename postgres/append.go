@@ -108,6 +108,9 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 			return nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
 		}
 		err = commitError(err)
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = fmt.Errorf("%w: %w", ctxErr, err)
+		}
 		if errors.Is(err, eventstore.ErrConflict) {
 			// The version check saw every committed append, so only a writer
 			// that bypasses log_head gets here.

@@ -54,9 +54,12 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventstore-go/eventstore"
@@ -140,6 +143,14 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse DSN: %w", err)
 	}
+	// A cancelled ctx asks the server to cancel the statement, so that an
+	// append cancelled while it waits, for the log_head lock say, fails
+	// cleanly (nothing stored) instead of dropping the connection with its
+	// outcome unknown. The connection is dropped only if the server does not
+	// answer the cancel within a few seconds.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
@@ -155,6 +166,11 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 
 // New returns a store that uses pool, which the caller owns: Close does not
 // close it. It creates or migrates the store's schema first.
+//
+// pgx's default makes a cancelled ctx drop the connection, which gives an
+// append cancelled while it waits an unknown outcome. Open configures its
+// pool to send the server a cancel request instead; a caller's pool can do
+// the same with pgconn.CancelRequestContextWatcherHandler.
 func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("postgres: New with a nil pool")
