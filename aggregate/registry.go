@@ -129,6 +129,14 @@ func (r *Registry) SchemaVersion(eventType string) uint64 {
 	return max(r.current[eventType], 1)
 }
 
+// registered reports whether a Go type is registered for eventType.
+func (r *Registry) registered(eventType string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.decoders[eventType]
+	return ok
+}
+
 // NewEvent returns an event of aggregateID whose type is d.EventType(),
 // whose payload is d marshalled as JSON, and whose metadata records the
 // current schema version of the type. It has a new UUIDv7 ID, so that

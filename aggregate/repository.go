@@ -125,6 +125,8 @@ func (r *Repository[A]) LoadTime(ctx context.Context, id string, t time.Time) (A
 // a's version crossed a multiple of Options.SnapshotEvery, it saves a
 // snapshot. On failure a is unchanged.
 //
+// With Options.Types set, every data's type must be registered in it, or
+// Save fails with an error matching ErrUnknownEvent and stores nothing.
 // Each event's metadata is the metadata of ctx (see WithMetadata and
 // Dispatch) and its schema version. Saving no data does nothing.
 //
@@ -140,6 +142,10 @@ func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventsto
 	md := Metadata(ctx)
 	events := make([]eventstore.Event, len(data))
 	for i, d := range data {
+		if d != nil && r.opts.Types != nil && !r.opts.Types.registered(d.EventType()) {
+			// Storing it would leave an event this repository cannot load.
+			return nil, fmt.Errorf("%w %q: register it in Options.Types before saving it", ErrUnknownEvent, d.EventType())
+		}
 		e, err := r.opts.Types.NewEvent(id, d)
 		if err != nil {
 			return nil, err

@@ -88,3 +88,20 @@ func TestRepository_SnapshotWithoutStore(t *testing.T) {
 		t.Fatal("Snapshot without a snapshot store succeeded")
 	}
 }
+
+type unregistered struct{}
+
+func (unregistered) EventType() string { return "Unregistered" }
+
+func TestRepository_SaveUnregistered(t *testing.T) {
+	ctx := context.Background()
+	s := memory.New()
+	users := aggregate.NewRepository(s, NewUser, &aggregate.Options{Types: userTypes()})
+	u := NewUser("u-1")
+	if _, err := users.Save(ctx, u, UserCreated{Name: "Ada"}, unregistered{}); !errors.Is(err, aggregate.ErrUnknownEvent) {
+		t.Fatalf("Save of an unregistered type = %v, want ErrUnknownEvent", err)
+	}
+	if v, _ := s.Version(ctx, "u-1"); v != 0 || u.Version != 0 {
+		t.Fatalf("a refused Save stored events or changed the aggregate: store at %d, aggregate at %d", v, u.Version)
+	}
+}
