@@ -78,12 +78,39 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		return err
 	}
 	q := pgx.Identifier{schema}.Sanitize()
+
+	// The common case, a schema already migrated, takes no lock and needs
+	// no privilege to create anything.
+	var current int
+	err = pool.QueryRow(ctx, `SELECT CASE WHEN to_regclass($1) IS NULL THEN -1 ELSE 0 END`, q+".schema_migrations").Scan(&current)
+	if err != nil {
+		return fmt.Errorf("postgres: look up schema %s: %w", q, err)
+	}
+	if current == 0 {
+		if err := pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+q+".schema_migrations").Scan(&current); err != nil {
+			return fmt.Errorf("postgres: read %s.schema_migrations: %w", q, err)
+		}
+		if current > len(all) {
+			return fmt.Errorf("postgres: schema %s is at migration %d, this version knows %d: %w",
+				q, current, len(all), eventstore.ErrUnknownFormat)
+		}
+		if current == len(all) {
+			return nil
+		}
+	}
+
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(schema)); err != nil {
 			return fmt.Errorf("postgres: lock schema %s for migration: %w", q, err)
 		}
-		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+q); err != nil {
-			return fmt.Errorf("postgres: create schema %s: %w", q, err)
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
+			return fmt.Errorf("postgres: look up schema %s: %w", q, err)
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q); err != nil {
+				return fmt.Errorf("postgres: create schema %s: %w", q, err)
+			}
 		}
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+q+`.schema_migrations (
 			version    integer     PRIMARY KEY,
@@ -92,7 +119,6 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		)`); err != nil {
 			return fmt.Errorf("postgres: create %s.schema_migrations: %w", q, err)
 		}
-		var current int
 		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+q+".schema_migrations").Scan(&current); err != nil {
 			return fmt.Errorf("postgres: read %s.schema_migrations: %w", q, err)
 		}

@@ -33,11 +33,17 @@
 //
 // # Positions
 //
-// An append updates the log_head row first and holds its row lock until it
+// An append locks the log_head row first and holds the lock until it
 // commits, so appends commit one after another and take positions 1, 2, 3,
 // ... in commit order with no gaps, as on bolt: a reader polling "position
-// > last seen" never skips an event that commits late. The price is that
-// appends to different aggregates do not commit in parallel.
+// > last seen" never skips an event that commits late (a sequence would:
+// its numbers are taken in one order and committed in another). Append
+// sends BEGIN, the lock, one statement that checks and inserts, and COMMIT
+// in one pipeline, so the lock is held for the time the server needs to
+// run that statement and flush the commit, never across a network round
+// trip. The price is that appends, even to different aggregates, commit
+// one at a time: throughput is bounded by the server's commit latency
+// (its WAL flush) whatever the number of writers.
 //
 // # Errors
 //
