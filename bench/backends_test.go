@@ -18,10 +18,10 @@ import (
 // backends are the columns of the results table, in order. postgres.go
 // adds PostgreSQL.
 var backends = []backend{
-	{name: "memory", open: openMemory, append: true, replay: true},
+	{name: "memory", open: openMemory, append: true, replay: true, onHeap: true},
 	{name: "bolt", open: openBolt(false), reopen: reopenBolt, append: true, replay: true},
 	{name: "bolt-nosync", open: openBolt(true), append: true},
-	// postgresBackend,
+	postgresBackend,
 	{name: "rawbolt", open: openRawBolt, reopen: reopenRawBolt, append: true, replay: true},
 }
 

@@ -60,6 +60,12 @@ type backend struct {
 
 	// shape is the replay fixture's shape; zero means fullShape.
 	shape shape
+
+	// onHeap says the backend keeps its data on the Go heap. Its replay
+	// fixture is dropped as soon as its benchmarks are done: a live heap of
+	// a million events would tax every later benchmark with garbage
+	// collection work.
+	onHeap bool
 }
 
 // workdir holds the files of this process's benchmarks; TestMain removes it.

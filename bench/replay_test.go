@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -123,13 +124,30 @@ func fixtureFor(b *testing.B, be backend) *fixture {
 	f.h = h
 	b.Logf("%s fixture: %d events loaded in %v", be.name, f.total, time.Since(t0).Round(time.Millisecond))
 	fixtures[be.name] = f
-	atExit(func() {
-		h.Close()
-		if h.cleanup != nil {
-			h.cleanup()
-		}
-	})
+	if !be.onHeap {
+		atExit(f.release)
+	}
 	return f
+}
+
+// release closes the fixture's store and removes what it left.
+func (f *fixture) release() {
+	f.h.Close()
+	if f.h.cleanup != nil {
+		f.h.cleanup()
+	}
+}
+
+// dropFixture releases the backend's fixture and forgets it.
+func dropFixture(name string) {
+	fixturesMu.Lock()
+	f := fixtures[name]
+	delete(fixtures, name)
+	fixturesMu.Unlock()
+	if f != nil {
+		f.release()
+		runtime.GC()
+	}
 }
 
 // BenchmarkReplay measures reads of a store holding a million events
@@ -143,6 +161,9 @@ func BenchmarkReplay(b *testing.B) {
 		}
 		b.Run(be.name, func(b *testing.B) {
 			f := fixtureFor(b, be)
+			if be.onHeap {
+				defer dropFixture(be.name)
+			}
 			replay := func(name string, want int, read func(i int) iterSeq) {
 				b.Run(name, func(b *testing.B) {
 					// One read, untimed, warms the cache.
