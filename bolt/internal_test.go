@@ -8,6 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
@@ -126,4 +130,70 @@ func TestStore_GroupCommit(t *testing.T) {
 		require.Equal(t, uint64(writers/8*each), v)
 	}
 	require.NoError(t, s.Check(ctx))
+}
+
+// A record of about 270 bytes, as the issue measures.
+func benchRecord() []byte {
+	e := eventstore.Event{
+		ID:          "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+		AggregateID: "account-000042",
+		Type:        "MoneyDeposited",
+		Version:     17,
+		Position:    123456,
+		Timestamp:   time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC),
+		Payload:     []byte(`{"amount":1234,"currency":"EUR","note":"a payload of about two hundred bytes, which is what events often weigh","tags":["x","y","z"],"ok":true,"by":"user-123"}`),
+	}
+	u := uuid.MustParse(e.ID)
+	return appendEventRecord(nil, &e, u[:])
+}
+
+// BenchmarkDecode compares the hand-written parser with the msgpack
+// library's reflective decoding of the same record.
+func BenchmarkDecode(b *testing.B) {
+	rec := benchRecord()
+	b.Logf("record: %d bytes", len(rec))
+	b.Run("hand", func(b *testing.B) {
+		b.ReportAllocs()
+		var d decoder
+		page := make([]eventstore.Event, 0, 512)
+		for b.Loop() {
+			var err error
+			if page, err = d.decodePage(nil, rec, page); err != nil {
+				b.Fatal(err)
+			}
+			if len(page) == cap(page) {
+				d.finish(page)
+				page = page[:0]
+			}
+		}
+	})
+	b.Run("hand/single", func(b *testing.B) {
+		b.ReportAllocs()
+		var d decoder
+		var e eventstore.Event
+		for b.Loop() {
+			if err := d.decode(nil, rec, &e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reflect", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r struct {
+				_msgpack    struct{} `msgpack:",as_array"`
+				ID          []byte
+				AggregateID string
+				Type        string
+				Version     uint64
+				Position    uint64
+				Timestamp   int64
+				Payload     []byte
+				Metadata    map[string]string
+			}
+			if err := msgpack.Unmarshal(rec[crcSize:], &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -66,6 +66,7 @@ func (s *Store) read(ctx context.Context, next pageFunc) iter.Seq2[eventstore.Ev
 				page, more, err = next(tx, &d, page, s.pageSize)
 				return err
 			})
+			d.finish(page)
 			// On error, page holds the events read before it: yield them
 			// first.
 			for i := range page {
@@ -78,7 +79,6 @@ func (s *Store) read(ctx context.Context, next pageFunc) iter.Seq2[eventstore.Ev
 				if !yield(page[i], nil) {
 					return
 				}
-				page[i] = eventstore.Event{} // drop references the caller may keep
 			}
 			if err != nil {
 				yield(eventstore.Event{}, err)
@@ -106,9 +106,8 @@ func (s *Store) ReadAggregate(ctx context.Context, aggregateID string, afterVers
 		c := b.Cursor()
 		seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
 		for k, v := c.Seek(seek); k != nil && len(page) < n && index.IsEventOf(k, prefix); k, v = c.Next() {
-			page = append(page, eventstore.Event{})
-			if err := d.decode(k, v, &page[len(page)-1]); err != nil {
-				return page[:len(page)-1], false, err
+			if page, err = d.decodePage(k, v, page); err != nil {
+				return page, false, err
 			}
 			after = page[len(page)-1].Version
 		}
@@ -148,12 +147,10 @@ func (s *Store) readPointers(ctx context.Context, name, seek []byte, within func
 		c := b.Cursor()
 		var last []byte
 		for k, p := c.Seek(seek); k != nil && len(page) < n && (within == nil || within(k)); k, p = c.Next() {
-			page = append(page, eventstore.Event{})
-			e := &page[len(page)-1]
-			if err := g.decode(d, k, p, e); err != nil {
-				return page[:len(page)-1], false, err
+			if page, err = g.decode(d, k, p, page); err != nil {
+				return page, false, err
 			}
-			if binary.BigEndian.Uint64(k[len(k)-8:]) != e.Position {
+			if binary.BigEndian.Uint64(k[len(k)-8:]) != page[len(page)-1].Position {
 				return page[:len(page)-1], false, corrupt(string(name)+" entry", k, errors.New("position does not match the event's"))
 			}
 			last = k
@@ -182,8 +179,9 @@ type getter struct {
 	valid bool
 }
 
-// decode decodes into e the event that the index entry k -> ptr points to.
-func (g *getter) decode(d *decoder, k, ptr []byte, e *eventstore.Event) error {
+// decode appends to page the event that the index entry k -> ptr points
+// to.
+func (g *getter) decode(d *decoder, k, ptr []byte, page []eventstore.Event) ([]eventstore.Event, error) {
 	var ek, v []byte
 	if g.valid {
 		ek, v = g.c.Next()
@@ -193,9 +191,9 @@ func (g *getter) decode(d *decoder, k, ptr []byte, e *eventstore.Event) error {
 	}
 	g.valid = ek != nil
 	if ek == nil || !bytes.Equal(ek, ptr) || v == nil {
-		return corrupt("index entry", k, errors.New("points to no event"))
+		return page, corrupt("index entry", k, errors.New("points to no event"))
 	}
-	return d.decode(ek, v, e)
+	return d.decodePage(ek, v, page)
 }
 
 // ReadTime implements eventstore.Store. With an aggregate ID it walks that
@@ -291,9 +289,8 @@ func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, h
 			if k == nil || !bytes.Equal(k, key) {
 				return page, false, corrupt("event", key, errors.New("vanished"))
 			}
-			page = append(page, eventstore.Event{})
-			if err := d.decode(k, v, &page[len(page)-1]); err != nil {
-				return page[:len(page)-1], false, err
+			if page, err = d.decodePage(k, v, page); err != nil {
+				return page, false, err
 			}
 			matches = matches[1:]
 		}

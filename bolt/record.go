@@ -189,13 +189,41 @@ func parseEventRecord(v []byte) (rawEvent, error) {
 // decoder turns records into events, copying every byte out of the record
 // and reusing the strings that repeat from one event to the next. A decoder
 // is not safe for concurrent use.
+//
+// In page mode (decodePage, then finish), it also shares allocations among
+// the events of one page: the payloads of small events are cut from shared
+// slabs of at most slabSize bytes, and the IDs and aggregate IDs from one
+// string per page. The slices are capped, so that no append by a caller
+// reaches another event's bytes; a caller that keeps one event keeps at most
+// a slab and a page's strings alive.
 type decoder struct {
-	aggregateID string
+	aggregateID string // the last aggregate ID, reused while it repeats
 	types       map[string]string
+
+	slab []byte // the payload slab being filled; never reused once cut
+
+	// The strings of the page being decoded, made into one string by
+	// finish, and the fields to set from it.
+	strs   []byte
+	fixups []fixup
+	agg    fixup // the pending aggregate ID, when agg.n > 0
+}
+
+// fixup sets page[i].ID (id) or page[i].AggregateID from the page's strings.
+type fixup struct {
+	i, off, n int32
+	id        bool
 }
 
 // maxTypes bounds the strings a decoder keeps for reuse.
 const maxTypes = 256
+
+// Payload slabs: payloads up to slabMaxPayload bytes share slabs of
+// slabSize bytes.
+const (
+	slabSize       = 32 << 10
+	slabMaxPayload = 2 << 10
+)
 
 // decode parses the record v stored under the events key k into e.
 func (d *decoder) decode(k, v []byte, e *eventstore.Event) error {
@@ -203,22 +231,71 @@ func (d *decoder) decode(k, v []byte, e *eventstore.Event) error {
 	if err != nil {
 		return corrupt("event", k, err)
 	}
-	return d.fill(k, &r, e)
+	return d.fill(k, &r, e, -1)
 }
 
-// fill copies the parsed record r, stored under the events key k, into e.
-// k may be nil when the caller checked it.
-func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event) error {
+// decodePage parses the record v stored under the events key k and appends
+// it to page. The event's ID and perhaps its AggregateID stay empty until
+// finish(page).
+func (d *decoder) decodePage(k, v []byte, page []eventstore.Event) ([]eventstore.Event, error) {
+	r, err := parseEventRecord(v)
+	if err != nil {
+		return page, corrupt("event", k, err)
+	}
+	page = append(page, eventstore.Event{})
+	if err := d.fill(k, &r, &page[len(page)-1], len(page)-1); err != nil {
+		return page[:len(page)-1], err
+	}
+	return page, nil
+}
+
+// finish sets the strings of the events decodePage appended to page.
+func (d *decoder) finish(page []eventstore.Event) {
+	if len(d.fixups) == 0 {
+		return
+	}
+	s := string(d.strs)
+	for _, f := range d.fixups {
+		if int(f.i) >= len(page) {
+			continue // an event dropped on error
+		}
+		if f.id {
+			page[f.i].ID = s[f.off : f.off+f.n]
+		} else {
+			page[f.i].AggregateID = s[f.off : f.off+f.n]
+		}
+	}
+	if d.agg.n > 0 {
+		d.aggregateID = s[d.agg.off : d.agg.off+d.agg.n]
+		d.agg = fixup{}
+	}
+	d.strs = d.strs[:0]
+	d.fixups = d.fixups[:0]
+}
+
+// fill copies the parsed record r, stored under the events key k, into e,
+// which is page[i] in page mode and i is -1 otherwise. k may be nil when
+// the caller checked it.
+func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error {
 	if k != nil && !isEventKey(k, r.aggregateID, r.version) {
 		return corrupt("event", k, errors.New("key does not match record"))
 	}
 	if r.version == 0 || r.position == 0 || r.micros < minMicros || r.micros > maxMicros {
 		return corrupt("event", k, errRecord)
 	}
-	if string(r.aggregateID) != d.aggregateID {
+	switch {
+	case d.agg.n > 0 && string(r.aggregateID) == string(d.strs[d.agg.off:d.agg.off+d.agg.n]):
+		d.fixups = append(d.fixups, fixup{i: int32(i), off: d.agg.off, n: d.agg.n})
+	case d.agg.n == 0 && string(r.aggregateID) == d.aggregateID:
+		e.AggregateID = d.aggregateID
+	case i < 0:
 		d.aggregateID = string(r.aggregateID)
+		e.AggregateID = d.aggregateID
+	default:
+		d.agg = fixup{i: int32(i), off: int32(len(d.strs)), n: int32(len(r.aggregateID))}
+		d.strs = append(d.strs, r.aggregateID...)
+		d.fixups = append(d.fixups, d.agg)
 	}
-	e.AggregateID = d.aggregateID
 	if t, ok := d.types[string(r.typ)]; ok {
 		e.Type = t
 	} else {
@@ -232,11 +309,16 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event) error {
 	}
 	var id [36]byte
 	formatUUID(&id, r.id)
-	e.ID = string(id[:])
+	if i < 0 {
+		e.ID = string(id[:])
+	} else {
+		d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: 36, id: true})
+		d.strs = append(d.strs, id[:]...)
+	}
 	e.Version = r.version
 	e.Position = r.position
 	e.Timestamp = time.UnixMicro(r.micros).UTC()
-	e.Payload = append([]byte(nil), r.payload...)
+	e.Payload = d.copyPayload(r.payload, i >= 0)
 	e.Metadata = nil
 	if r.metaLen > 0 {
 		e.Metadata = make(map[string]string, r.metaLen)
@@ -249,6 +331,22 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event) error {
 		}
 	}
 	return nil
+}
+
+// copyPayload copies p out of the record, into a slab in page mode.
+func (d *decoder) copyPayload(p []byte, page bool) []byte {
+	if !page || len(p) > slabMaxPayload {
+		c := make([]byte, len(p))
+		copy(c, p)
+		return c
+	}
+	if cap(d.slab)-len(d.slab) < len(p) {
+		// Small reads get small slabs: each is twice the last.
+		d.slab = make([]byte, 0, min(max(2*cap(d.slab), slabMaxPayload), slabSize))
+	}
+	start := len(d.slab)
+	d.slab = append(d.slab, p...)
+	return d.slab[start:len(d.slab):len(d.slab)]
 }
 
 // isEventKey reports whether k is the events key of aggregateID at version.

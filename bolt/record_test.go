@@ -133,7 +133,7 @@ func FuzzParseEventRecord(f *testing.F) {
 		}
 		var d decoder
 		var got eventstore.Event
-		_ = d.fill(nil, &r, &got)
+		_ = d.fill(nil, &r, &got, -1)
 	})
 }
 

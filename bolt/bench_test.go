@@ -1,0 +1,64 @@
+package bolt_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/bolt"
+)
+
+// BenchmarkReplay reads a warm file of 100k events (1000 aggregates of 100,
+// appended 10 at a time, interleaved) with each read.
+func BenchmarkReplay(b *testing.B) {
+	ctx := context.Background()
+	s := MustOpen(b, &bolt.Options{UnsafeNoSync: true})
+	const aggs, per, batch = 1000, 100, 10
+	for round := range per / batch {
+		for a := range aggs {
+			events := make([]eventstore.Event, batch)
+			for i := range events {
+				events[i] = eventstore.Event{
+					AggregateID: fmt.Sprintf("account-%04d", a),
+					Type:        fmt.Sprintf("Type%d", (round*batch+i)%10),
+					Payload:     []byte(`{"amount":1234,"currency":"EUR","note":"a payload of about two hundred bytes, which is what events often weigh","tags":["x","y","z"],"ok":true}`),
+				}
+			}
+			if _, err := s.Append(ctx, events...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	total := aggs * per
+	for _, r := range []struct {
+		name string
+		want int
+		read func() func(func(eventstore.Event, error) bool)
+	}{
+		{"all", total, func() func(func(eventstore.Event, error) bool) { return s.ReadAll(ctx, 0) }},
+		{"aggregate=100", per, func() func(func(eventstore.Event, error) bool) { return s.ReadAggregate(ctx, "account-0042", 0) }},
+		{"type", total / 10, func() func(func(eventstore.Event, error) bool) { return s.ReadType(ctx, "Type3", 0) }},
+	} {
+		b.Run(r.name, func(b *testing.B) {
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				for _, err := range r.read() {
+					if err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+			}
+			if n != b.N*r.want {
+				b.Fatalf("read %d events, want %d", n, b.N*r.want)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(testing.AllocsPerRun(1, func() {
+				for range r.read() {
+				}
+			}))/float64(r.want), "allocs/event")
+		})
+	}
+}
