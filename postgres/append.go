@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -18,14 +20,24 @@ import (
 // It validates events with eventstore.Prepare before any SQL runs, then
 // sends one pipeline, in one round trip: BEGIN; lock log_head (the lock that
 // serializes appends and hands out positions, held until COMMIT); one
-// statement that reads the aggregate's version, looks up the event IDs and,
-// if the append is neither a retry nor a conflict, inserts every event and
-// advances log_head; COMMIT. The lock is thus held for the time the server
-// takes to run the statement and flush the commit, never across a network
-// round trip. A retry or a conflict commits nothing and is decided by the
-// shared rules (eventstore.CheckRetry, eventstore.AssignVersions). A
-// connection lost while the pipeline was in flight returns an error
-// matching eventstore.ErrUnknownOutcome.
+// statement per append that reads the aggregate's version, looks up the
+// event IDs and, if the append is neither a retry nor a conflict, inserts
+// its events and advances log_head; COMMIT. The lock is held for the time
+// the server takes to run the statements and flush the commit, never
+// across a network round trip.
+//
+// Appends that arrive while a pipeline is in flight wait and then go
+// together in the next one (group commit), each with its own statement: a
+// statement sees the effects of those before it, so each append is checked
+// as if it ran alone, and a conflict or retry of one commits nothing of it
+// and does not affect the others. A retry or a conflict is decided by the
+// shared rules (eventstore.CheckRetry, eventstore.AssignVersions).
+//
+// A connection lost while the pipeline was in flight returns an error
+// matching eventstore.ErrUnknownOutcome. So does ctx ending while the
+// append is in flight together with others; an append alone in its
+// pipeline is cancelled on the server instead (see Open) and stores
+// nothing.
 func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -46,12 +58,14 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		timestamps = make([]pgtype.Timestamptz, n)
 		payloads   = make([]string, n)
 		metadata   = make([]*string, n)
+		size       = 0
 	)
 	for i, e := range prepared {
 		ids[i] = e.ID
 		types[i] = e.Type
 		timestamps[i] = pgtype.Timestamptz{Time: e.Timestamp, Valid: true}
 		payloads[i] = string(e.Payload)
+		size += len(e.Payload)
 		if e.Metadata != nil {
 			m, err := json.Marshal(e.Metadata)
 			if err != nil {
@@ -59,6 +73,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 			}
 			ms := string(m)
 			metadata[i] = &ms
+			size += len(ms)
 		}
 	}
 	// The first version asked for; 0 appends at the end. A version beyond
@@ -68,46 +83,14 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		first = int64(v)
 	}
 
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, s.mapError(ctx, "acquire connection", err)
+	r := &appendReq{
+		ctx:  ctx,
+		args: []any{ids, aggID, types, timestamps, payloads, metadata, first, n},
+		size: size,
+		done: make(chan appendResult, 1),
 	}
-	defer conn.Release()
-	batch := &pgx.Batch{}
-	batch.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	batch.Queue(s.sql.lockHead)
-	batch.Queue(s.sql.append, ids, aggID, types, timestamps, payloads, metadata, first, n)
-	batch.Queue("COMMIT")
-	var current, stored, head int64
-	err = func() error {
-		br := conn.SendBatch(ctx, batch)
-		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&current, &stored, &head); err != nil {
-			return err
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		return br.Close()
-	}()
+	res, err := s.submit(r)
 	if err != nil {
-		if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
-			// The server refused a statement: end its aborted transaction so
-			// the connection goes back to the pool clean.
-			if _, rbErr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil {
-				conn.Conn().PgConn().Close(context.Background()) //nolint:errcheck // the pool drops it
-			}
-		}
-		if s.closed.Load() && !errors.Is(commitError(err), eventstore.ErrUnknownOutcome) {
-			return nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
-		}
-		err = commitError(err)
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 			err = fmt.Errorf("%w: %w", ctxErr, err)
 		}
@@ -119,21 +102,213 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		}
 		return nil, err
 	}
-	conn.Release()
 
-	if stored > 0 {
+	if res.stored > 0 {
 		// A retry or a duplicate; nothing was written. Stored events never
 		// change, so reading them after the commit is as good as inside it.
 		return s.retry(ctx, events, prepared)
 	}
-	if err := eventstore.AssignVersions(prepared, uint64(current)); err != nil {
+	if err := eventstore.AssignVersions(prepared, uint64(res.current)); err != nil {
 		return nil, err
 	}
 	// The statement inserted the events at these versions and positions.
 	for i := range prepared {
-		prepared[i].Position = uint64(head) + 1 + uint64(i)
+		prepared[i].Position = uint64(res.head) + 1 + uint64(i)
 	}
 	return prepared, nil
+}
+
+// Limits of one group commit.
+const (
+	maxGroup     = 64       // appends
+	maxGroupSize = 16 << 20 // payload and metadata bytes, unless one append alone is larger
+)
+
+// appendReq is one Append waiting for, or in, a pipeline.
+type appendReq struct {
+	ctx  context.Context
+	args []any // the arguments of queries.append
+	size int   // payload and metadata bytes
+	done chan appendResult
+
+	// Under Store.gmu.
+	taken bool // in a pipeline
+	lead  bool // told to run the next pipeline
+	solo  bool // alone in its pipeline, which runs under its ctx
+}
+
+// appendResult is what the append statement returned for one append, or
+// the pipeline's error; lead instead tells the receiver to run the next
+// pipeline.
+type appendResult struct {
+	lead                  bool
+	current, stored, head int64
+	err                   error
+}
+
+// submit queues r and returns what its statement returned. One waiting
+// Append at a time leads: it takes the queue, runs it as one pipeline,
+// hands each append its result, and passes the lead to the first append
+// that queued meanwhile.
+func (s *Store) submit(r *appendReq) (appendResult, error) {
+	s.gmu.Lock()
+	s.queue = append(s.queue, r)
+	if !s.leading {
+		s.leading = true
+		r.lead = true
+		r.done <- appendResult{lead: true}
+	}
+	s.gmu.Unlock()
+
+	ctxDone := r.ctx.Done()
+	for {
+		select {
+		case res := <-r.done:
+			if res.lead {
+				s.lead()
+				continue
+			}
+			return res, res.err
+		case <-ctxDone:
+			s.gmu.Lock()
+			switch {
+			case !r.taken && !r.lead:
+				// Still queued: leave, and nothing was sent.
+				s.queue = slices.DeleteFunc(s.queue, func(q *appendReq) bool { return q == r })
+				s.gmu.Unlock()
+				return appendResult{}, r.ctx.Err()
+			case r.taken && !r.solo:
+				// In flight with others: the pipeline goes on without us.
+				s.gmu.Unlock()
+				return appendResult{}, fmt.Errorf("postgres: append: %w: %w", eventstore.ErrUnknownOutcome, r.ctx.Err())
+			}
+			// About to lead, or in flight alone under ctx, which cancels it
+			// on the server: the result comes soon.
+			s.gmu.Unlock()
+			ctxDone = nil
+		}
+	}
+}
+
+// lead runs the queued appends as one pipeline, delivers their results and
+// passes the lead on.
+func (s *Store) lead() {
+	s.gmu.Lock()
+	var group []*appendReq
+	size := 0
+	for _, r := range s.queue {
+		if len(group) == maxGroup || (len(group) > 0 && size+r.size > maxGroupSize) {
+			break
+		}
+		group = append(group, r)
+		size += r.size
+		r.taken = true
+	}
+	s.queue = slices.Delete(s.queue, 0, len(group))
+	group[0].solo = len(group) == 1
+	s.gmu.Unlock()
+
+	results, err := s.runGroup(group)
+	if err != nil && len(group) > 1 && !errors.Is(err, eventstore.ErrUnknownOutcome) {
+		// Nothing of the group is stored. The server refused one append,
+		// or the pool closed: learn which, one append at a time.
+		for _, r := range group {
+			res, err := s.runGroup([]*appendReq{r})
+			if err != nil {
+				res = []appendResult{{err: err}}
+			}
+			r.done <- res[0]
+		}
+	} else {
+		for i, r := range group {
+			if err != nil {
+				r.done <- appendResult{err: err}
+			} else {
+				r.done <- results[i]
+			}
+		}
+	}
+
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	if len(s.queue) == 0 {
+		s.leading = false
+		return
+	}
+	next := s.queue[0]
+	next.lead = true
+	next.done <- appendResult{lead: true}
+}
+
+// runGroup runs one pipeline for group and returns each append's result.
+// A group of one runs under its append's ctx; a larger group runs until
+// every append in it has given up.
+func (s *Store) runGroup(group []*appendReq) ([]appendResult, error) {
+	ctx := group[0].ctx
+	if len(group) > 1 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		var left atomic.Int32
+		left.Store(int32(len(group)))
+		for _, r := range group {
+			stop := context.AfterFunc(r.ctx, func() {
+				if left.Add(-1) == 0 {
+					cancel()
+				}
+			})
+			defer stop()
+		}
+	}
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, s.mapError(ctx, "acquire connection", err)
+	}
+	defer conn.Release()
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	batch.Queue(s.sql.lockHead)
+	for _, r := range group {
+		batch.Queue(s.sql.append, r.args...)
+	}
+	batch.Queue("COMMIT")
+	results := make([]appendResult, len(group))
+	err = func() error {
+		br := conn.SendBatch(ctx, batch)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		for i := range results {
+			res := &results[i]
+			if err := br.QueryRow().Scan(&res.current, &res.stored, &res.head); err != nil {
+				return err
+			}
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.Close()
+	}()
+	if err == nil {
+		return results, nil
+	}
+	if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
+		// The server refused a statement: end its aborted transaction so
+		// the connection goes back to the pool clean.
+		if _, rbErr := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil {
+			pc.Close(context.Background()) //nolint:errcheck // the pool drops it
+		}
+	}
+	err = commitError(err)
+	if s.closed.Load() && !errors.Is(err, eventstore.ErrUnknownOutcome) {
+		return nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
+	}
+	return nil, err
 }
 
 // retry answers an Append some of whose event IDs are stored: the stored

@@ -134,6 +134,11 @@ type Store struct {
 	closed  atomic.Bool
 	close   sync.Once
 	sql     queries
+
+	// Group commit: see Append.
+	gmu     sync.Mutex
+	queue   []*appendReq // appends waiting for the next pipeline
+	leading bool         // an append leads: it runs or will run the next pipeline
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
