@@ -35,9 +35,10 @@ import (
 //
 // A connection lost while the pipeline was in flight returns an error
 // matching eventstore.ErrUnknownOutcome. So does ctx ending while the
-// append is in flight together with others; an append alone in its
-// pipeline is cancelled on the server instead (see Open) and stores
-// nothing.
+// append is in flight together with others (the pipeline goes on; the
+// append that runs it returns when it ends). An append whose ctx ends
+// while it waits for a pipeline, or while it is alone in one (which ctx
+// cancels on the server, see Open), stores nothing.
 func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
