@@ -45,10 +45,13 @@ func bucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 // of fewer than n events is the last, unless more is set.
 type pageFunc func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) (_ []eventstore.Event, more bool, _ error)
 
-// read streams the pages next reads, one read transaction per page, never
-// yielding while a transaction is open.
-func (s *Store) read(ctx context.Context, next pageFunc) iter.Seq2[eventstore.Event, error] {
+// read streams the pages that the pageFunc from start reads, one read
+// transaction per page, never yielding while a transaction is open. Each
+// run of the iterator calls start for a pageFunc of its own, so that the
+// iterator reads from the beginning each time it is ranged over.
+func (s *Store) read(ctx context.Context, start func() pageFunc) iter.Seq2[eventstore.Event, error] {
 	return func(yield func(eventstore.Event, error) bool) {
+		next := start()
 		var d decoder
 		var page []eventstore.Event
 		for {
@@ -94,24 +97,26 @@ func (s *Store) read(ctx context.Context, next pageFunc) iter.Seq2[eventstore.Ev
 // ReadAggregate implements eventstore.Store.
 func (s *Store) ReadAggregate(ctx context.Context, aggregateID string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
 	prefix := index.AggregatePrefix(aggregateID)
-	after := afterVersion
-	return s.read(ctx, func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
-		if after == ^uint64(0) {
-			return page, false, nil
-		}
-		b, err := bucket(tx, bucketEvents)
-		if err != nil {
-			return page, false, err
-		}
-		c := b.Cursor()
-		seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
-		for k, v := c.Seek(seek); k != nil && len(page) < n && index.IsEventOf(k, prefix); k, v = c.Next() {
-			if page, err = d.decodePage(k, v, page); err != nil {
+	return s.read(ctx, func() pageFunc {
+		after := afterVersion
+		return func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
+			if after == ^uint64(0) {
+				return page, false, nil
+			}
+			b, err := bucket(tx, bucketEvents)
+			if err != nil {
 				return page, false, err
 			}
-			after = page[len(page)-1].Version
+			c := b.Cursor()
+			seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
+			for k, v := c.Seek(seek); k != nil && len(page) < n && index.IsEventOf(k, prefix); k, v = c.Next() {
+				if page, err = d.decodePage(k, v, page); err != nil {
+					return page, false, err
+				}
+				after = page[len(page)-1].Version
+			}
+			return page, false, nil
 		}
-		return page, false, nil
 	})
 }
 
@@ -130,35 +135,38 @@ func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition ui
 // readPointers streams the events an index bucket points to, from the key
 // seek on while within(key) holds (nil: to the end). Every index key ends
 // with the event's position, so a page resumes after the last position.
-func (s *Store) readPointers(ctx context.Context, name, seek []byte, within func([]byte) bool, none bool) iter.Seq2[eventstore.Event, error] {
-	return s.read(ctx, func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
-		if none {
-			return page, false, nil
-		}
-		b, err := bucket(tx, name)
-		if err != nil {
-			return page, false, err
-		}
-		events, err := bucket(tx, bucketEvents)
-		if err != nil {
-			return page, false, err
-		}
-		g := getter{c: events.Cursor()}
-		c := b.Cursor()
-		var last []byte
-		for k, p := c.Seek(seek); k != nil && len(page) < n && (within == nil || within(k)); k, p = c.Next() {
-			if page, err = g.decode(d, k, p, page); err != nil {
+func (s *Store) readPointers(ctx context.Context, name, from []byte, within func([]byte) bool, none bool) iter.Seq2[eventstore.Event, error] {
+	return s.read(ctx, func() pageFunc {
+		seek := slices.Clone(from)
+		return func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
+			if none {
+				return page, false, nil
+			}
+			b, err := bucket(tx, name)
+			if err != nil {
 				return page, false, err
 			}
-			if binary.BigEndian.Uint64(k[len(k)-8:]) != page[len(page)-1].Position {
-				return page[:len(page)-1], false, corrupt(string(name)+" entry", k, errors.New("position does not match the event's"))
+			events, err := bucket(tx, bucketEvents)
+			if err != nil {
+				return page, false, err
 			}
-			last = k
+			g := getter{c: events.Cursor()}
+			c := b.Cursor()
+			var last []byte
+			for k, p := c.Seek(seek); k != nil && len(page) < n && (within == nil || within(k)); k, p = c.Next() {
+				if page, err = g.decode(d, k, p, page); err != nil {
+					return page, false, err
+				}
+				if binary.BigEndian.Uint64(k[len(k)-8:]) != page[len(page)-1].Position {
+					return page[:len(page)-1], false, corrupt(string(name)+" entry", k, errors.New("position does not match the event's"))
+				}
+				last = k
+			}
+			if last != nil {
+				seek = nextKey(seek[:0], last)
+			}
+			return page, false, nil
 		}
-		if last != nil {
-			seek = nextKey(seek[:0], last)
-		}
-		return page, false, nil
 	})
 }
 
@@ -240,60 +248,62 @@ func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, h
 		micros  int64
 		version uint64
 	}
-	var matches []match
-	scanned := false
-	var after uint64
-	return s.read(ctx, func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
-		b, err := bucket(tx, bucketEvents)
-		if err != nil {
-			return page, false, err
-		}
-		c := b.Cursor()
-		if !scanned {
-			// Scan the aggregate's events, reading only the two fields
-			// needed, a bounded number per read transaction.
-			if lo >= hi {
-				return page, false, nil
-			}
-			seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
-			k, v := c.Seek(seek)
-			for i := 0; k != nil && index.IsEventOf(k, prefix); k, v = c.Next() {
-				if i == scanPage {
-					return page, true, nil // after is the last version scanned
-				}
-				i++
-				r, err := parseEventRecord(v)
-				if err != nil {
-					return page, false, corrupt("event", k, err)
-				}
-				after = binary.BigEndian.Uint64(k[len(prefix):])
-				if r.micros >= lo && r.micros < hi {
-					matches = append(matches, match{r.micros, after})
-				}
-			}
-			slices.SortStableFunc(matches, func(a, b match) int {
-				switch {
-				case a.micros < b.micros:
-					return -1
-				case a.micros > b.micros:
-					return 1
-				}
-				return 0
-			})
-			scanned = true
-		}
-		key := make([]byte, 0, len(prefix)+8)
-		for len(matches) > 0 && len(page) < n {
-			key = index.AppendUint64(append(key[:0], prefix...), matches[0].version)
-			k, v := c.Seek(key)
-			if k == nil || !bytes.Equal(k, key) {
-				return page, false, corrupt("event", key, errors.New("vanished"))
-			}
-			if page, err = d.decodePage(k, v, page); err != nil {
+	return s.read(ctx, func() pageFunc {
+		var matches []match
+		scanned := false
+		var after uint64
+		return func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
+			b, err := bucket(tx, bucketEvents)
+			if err != nil {
 				return page, false, err
 			}
-			matches = matches[1:]
+			c := b.Cursor()
+			if !scanned {
+				// Scan the aggregate's events, reading only the two fields
+				// needed, a bounded number per read transaction.
+				if lo >= hi {
+					return page, false, nil
+				}
+				seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
+				k, v := c.Seek(seek)
+				for i := 0; k != nil && index.IsEventOf(k, prefix); k, v = c.Next() {
+					if i == scanPage {
+						return page, true, nil // after is the last version scanned
+					}
+					i++
+					r, err := parseEventRecord(v)
+					if err != nil {
+						return page, false, corrupt("event", k, err)
+					}
+					after = binary.BigEndian.Uint64(k[len(prefix):])
+					if r.micros >= lo && r.micros < hi {
+						matches = append(matches, match{r.micros, after})
+					}
+				}
+				slices.SortStableFunc(matches, func(a, b match) int {
+					switch {
+					case a.micros < b.micros:
+						return -1
+					case a.micros > b.micros:
+						return 1
+					}
+					return 0
+				})
+				scanned = true
+			}
+			key := make([]byte, 0, len(prefix)+8)
+			for len(matches) > 0 && len(page) < n {
+				key = index.AppendUint64(append(key[:0], prefix...), matches[0].version)
+				k, v := c.Seek(key)
+				if k == nil || !bytes.Equal(k, key) {
+					return page, false, corrupt("event", key, errors.New("vanished"))
+				}
+				if page, err = d.decodePage(k, v, page); err != nil {
+					return page, false, err
+				}
+				matches = matches[1:]
+			}
+			return page, false, nil
 		}
-		return page, false, nil
 	})
 }

@@ -262,3 +262,29 @@ func TestStore_ClosedErrors(t *testing.T) {
 	require.ErrorIs(t, s.Check(ctx), eventstore.ErrClosed)
 	require.True(t, errors.Is(s.DeleteSnapshot(ctx, "a"), eventstore.ErrClosed))
 }
+
+// TestStore_IteratorReuse ranges twice over one iterator: each run reads
+// from the beginning.
+func TestStore_IteratorReuse(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t, &bolt.Options{ReadPageSize: 2, UnsafeNoSync: true})
+	for range 5 {
+		_, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`)})
+		require.NoError(t, err)
+	}
+	for name, seq := range map[string]func(func(eventstore.Event, error) bool){
+		"ReadAll":       s.ReadAll(ctx, 0),
+		"ReadAggregate": s.ReadAggregate(ctx, "a", 0),
+		"ReadType":      s.ReadType(ctx, "T", 0),
+		"ReadTime":      s.ReadTime(ctx, "", time.Time{}, time.Time{}),
+		"ReadTimeOf":    s.ReadTime(ctx, "a", time.Time{}, time.Time{}),
+	} {
+		first, err := eventstore.Collect(seq)
+		require.NoError(t, err, name)
+		second, err := eventstore.Collect(seq)
+		require.NoError(t, err, name)
+		require.Len(t, first, 5, name)
+		require.Equal(t, first, second, name)
+	}
+	require.NoError(t, s.DeleteSnapshot(ctx, ""))
+}

@@ -65,9 +65,6 @@ func (s *Store) LoadSnapshot(ctx context.Context, aggregateID string) (eventstor
 
 // DeleteSnapshot implements eventstore.SnapshotStore.
 func (s *Store) DeleteSnapshot(ctx context.Context, aggregateID string) error {
-	if aggregateID == "" {
-		return nil // bbolt refuses an empty key; no snapshot has one
-	}
 	return s.update(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketSnapshots)
 		if b == nil {
