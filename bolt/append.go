@@ -202,6 +202,15 @@ func newWriter(tx *bbolt.Tx) (*writer, error) {
 	if w.events == nil || w.positions == nil || w.types == nil || w.timestamps == nil || w.ids == nil {
 		return nil, fmt.Errorf("bolt: %w: bucket missing", eventstore.ErrCorrupt)
 	}
+	// Index keys mostly grow at the end of their ranges (positions always;
+	// timestamps, types and UUIDv7 IDs mostly): fill their pages, rather
+	// than leaving them half empty as bbolt's default for random inserts
+	// does. Events grow at the end of each aggregate, all over the bucket:
+	// keep the default there.
+	w.positions.FillPercent = 1.0
+	w.timestamps.FillPercent = 0.9
+	w.types.FillPercent = 0.9
+	w.ids.FillPercent = 0.9
 	w.cursor = w.events.Cursor()
 	last, _ := w.positions.Cursor().Last()
 	if last != nil {
