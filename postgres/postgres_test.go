@@ -92,14 +92,17 @@ func mustOpen(tb testing.TB, opts *postgres.Options) *postgres.Store {
 }
 
 func TestConformance(t *testing.T) {
+	admin(t) // skip once, not in every subtest, when there is no server
 	storetest.Run(t, func(t *testing.T) eventstore.Store { return mustOpen(t, nil) })
 }
 
 func TestConformance_SmallPages(t *testing.T) {
+	admin(t)
 	// Pages of 3 make every read cross many page boundaries.
 	storetest.Run(t, func(t *testing.T) eventstore.Store { return mustOpen(t, &postgres.Options{ReadPageSize: 3}) })
 }
 
 func TestSnapshots(t *testing.T) {
+	admin(t)
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return mustOpen(t, nil) })
 }
