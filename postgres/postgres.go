@@ -38,12 +38,13 @@
 // ... in commit order with no gaps, as on bolt: a reader polling "position
 // > last seen" never skips an event that commits late (a sequence would:
 // its numbers are taken in one order and committed in another). Append
-// sends BEGIN, the lock, one statement that checks and inserts, and COMMIT
-// in one pipeline, so the lock is held for the time the server needs to
-// run that statement and flush the commit, never across a network round
-// trip. The price is that appends, even to different aggregates, commit
-// one at a time: throughput is bounded by the server's commit latency
-// (its WAL flush) whatever the number of writers.
+// sends BEGIN, the lock, one statement per append that checks and inserts,
+// and COMMIT in one pipeline, so the lock is held for the time the server
+// needs to run those statements and flush the commit, never across a
+// network round trip. Commits are thus one at a time, even for different
+// aggregates, and bounded by the server's commit latency (its WAL flush);
+// concurrent appends of one Store share a commit (group commit) to win
+// back throughput. Appends from several processes serialize on the lock.
 //
 // # Errors
 //
