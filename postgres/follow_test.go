@@ -41,9 +41,9 @@ func mustNew(tb testing.TB, maxConns int32) *postgres.Store {
 }
 
 // TestFollowersNeverSkip is the proof that positions are handed out in
-// commit order: 16 writers append (some of them failing on stale versions,
-// which must consume no position) while three followers poll the global
-// log by position. Every follower must see every acknowledged event
+// commit order: 16 writers on four stores append (some of them failing on
+// stale versions, which must consume no position) while three followers
+// poll the global log by position. Every follower must see every acknowledged event
 // exactly once, in one order, at positions 1..N; a position assigned out
 // of commit order shows up as a follower seeing last+2 before last+1.
 func TestFollowersNeverSkip(t *testing.T) {
@@ -51,8 +51,20 @@ func TestFollowersNeverSkip(t *testing.T) {
 		writers  = 16
 		duration = 3 * time.Second
 	)
-	s := mustNew(t, writers+8)
+	// Four stores on one schema, as four processes would be: each store
+	// runs one pipeline at a time (group commit), so it takes several to
+	// have transactions really race at the server.
+	s := mustNew(t, 8)
 	ctx := context.Background()
+	var stores []*postgres.Store
+	for range 4 {
+		other, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: s.Schema()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { other.Close() })
+		stores = append(stores, other)
+	}
 
 	var (
 		mu    sync.Mutex
@@ -62,6 +74,7 @@ func TestFollowersNeverSkip(t *testing.T) {
 	var writing sync.WaitGroup
 	for w := range writers {
 		writing.Go(func() {
+			s := stores[w%len(stores)]
 			agg := fmt.Sprint("writer-", w)
 			var version uint64
 			for i := 0; ; i++ {
