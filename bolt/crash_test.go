@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -198,5 +199,48 @@ func verifyCrash(t *testing.T, path string, acked map[string]ack) {
 		if b.first != a.first || b.n != a.n {
 			t.Errorf("acknowledged append %s at %d (%d events), stored at %d (%d)", id, a.first, a.n, b.first, b.n)
 		}
+	}
+}
+
+// TestOpen_ErrLockedOtherProcess opens a file that another process holds.
+func TestOpen_ErrLockedOtherProcess(t *testing.T) {
+	if os.Getenv(crashEnv) != "" {
+		t.Skip("in the crash child")
+	}
+	path := filepath.Join(t.TempDir(), "events.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("child did not start: %v", lines.Err())
+	}
+	go func() {
+		for lines.Scan() { // keep the child's pipe flowing
+		}
+	}()
+
+	start := time.Now()
+	s, err := bolt.Open(path, &bolt.Options{Timeout: 300 * time.Millisecond})
+	if err == nil {
+		s.Close()
+		t.Fatal("opened a file another process holds")
+	}
+	if !errors.Is(err, eventstore.ErrLocked) {
+		t.Fatalf("got %v, want ErrLocked", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %v to fail", d)
 	}
 }
