@@ -17,16 +17,21 @@
 // range of another (package github.com/eventstore-go/eventstore/index holds
 // the encodings). The buckets, each key -> value:
 //
-//	events      aggregate ID + version            -> event record
-//	positions   position                          -> events key
-//	types       type + position                   -> events key
-//	timestamps  timestamp (µs, sign flipped) + position -> events key
-//	ids         event ID (16 bytes of the UUID)   -> events key
-//	snapshots   aggregate ID (raw bytes)          -> snapshot record
-//	meta        "format"                          -> "eventstore/bolt 1"
+//	events      len16 aggregate ID, version u64                      -> event record
+//	positions   position u64                                         -> events key
+//	types       len16 type, position u64                             -> events key
+//	timestamps  µs since 1970 as i64, sign bit flipped, position u64 -> events key
+//	ids         event ID (the UUID's 16 bytes)                       -> events key
+//	snapshots   aggregate ID (its bytes)                             -> snapshot record
+//	meta        "format"                                             -> "eventstore/bolt 1"
 //
-// Records are msgpack, readable by any msgpack tool: a uint32 holding the
-// CRC32C (Castagnoli) of the rest of the record, then an array of the fields:
+// (len16 is a 2-byte big-endian length followed by the bytes; u64 and i64
+// are 8 bytes big-endian.) Timestamps thus sort correctly for the years 1 to
+// 9999.
+//
+// Records are msgpack, readable by any msgpack tool: a uint32 (always in its
+// 5-byte form, 0xce) holding the CRC32C (Castagnoli) of the rest of the
+// record, then an array of the fields:
 //
 //	event     [id bin, aggregateID str, type str, version, position, timestamp µs, payload bin, metadata map or nil]
 //	snapshot  [aggregateID str, version, schema str, state bin, timestamp µs]
@@ -54,13 +59,29 @@
 //
 // # Reads
 //
-// Reads stream page by page: each page is read in its own read transaction
-// and copied out of the memory map before the transaction ends, and no
-// event is yielded while a transaction is open. A caller may append from
-// inside its loop, and a long replay neither blocks writers nor keeps old
-// pages alive. ReadTime of one aggregate walks that aggregate's events (not
-// the timestamps bucket, which holds every aggregate) and orders the matches
-// in memory: 16 bytes per matching event.
+// Reads stream page by page (Options.ReadPageSize events): each page is read
+// in its own read transaction and copied out of the memory map before the
+// transaction ends, and no event is yielded while a transaction is open. A
+// caller may append from inside its loop, and a long replay neither blocks
+// writers nor keeps old pages alive. ctx is checked between events.
+//
+// ReadAggregate walks the aggregate's keys in the events bucket; ReadAll,
+// ReadType and ReadTime of every aggregate walk the positions, types and
+// timestamps buckets and fetch the events they point to. ReadTime of one
+// aggregate walks that aggregate's events instead (not the timestamps
+// bucket, which holds every aggregate's), reading only each record's
+// timestamp, and orders the matches in memory (16 bytes per matching event)
+// before reading them a page at a time.
+//
+// Records are parsed by hand, not by reflection, and the events of one page
+// share allocations: small payloads are cut from shared buffers of at most
+// 32 KiB, and the IDs and aggregate IDs of a page from one string. Each slice
+// is capped at its own length, so no append reaches another event's bytes,
+// but an event kept after the loop keeps its buffer (at most 32 KiB) alive;
+// copy a payload (bytes.Clone) to keep it alone for long.
+//
+// Check verifies a whole file: bbolt's page structure, every record's
+// checksum, and that every index agrees with the events.
 //
 // # Caveats
 //
