@@ -17,9 +17,10 @@ import (
 // an error matching eventstore.ErrCorrupt describing the first problem, or
 // nil.
 //
-// Check reads every event; it is for tests and for inspecting a file after
-// a crash, not for every Open. It does not block writers, but it keeps the
-// pages of the file as they were when it started alive until it returns.
+// Check reads every event in one read transaction; it is for tests and for
+// inspecting a file after a crash, not for every Open. While it runs, the
+// file keeps the pages it started with, and an Append that must grow the
+// file's memory map waits for it to finish.
 func (s *Store) Check(ctx context.Context) error {
 	return s.view(func(tx *bbolt.Tx) error {
 		for err := range tx.Check() {
