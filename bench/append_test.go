@@ -50,7 +50,7 @@ func benchAppend(b *testing.B, be backend, n int) {
 		a := i % len(aggs)
 		for j := range batch {
 			seq++
-			batch[j] = event(aggs[a], versions[a]+1+uint64(j), seq)
+			batch[j] = event(aggs[a], versions[a]+1+uint64(j), seq, i)
 		}
 		if _, err := h.Append(background, batch...); err != nil {
 			b.Fatal(err)
@@ -78,7 +78,7 @@ func benchAppendParallel(b *testing.B, be backend, g int) {
 			<-start
 			for next.Add(1) <= int64(b.N) {
 				version++
-				if _, err := h.Append(background, event(agg, version, int(version)+w)); err != nil {
+				if _, err := h.Append(background, event(agg, version, int(version)+w, int(version)*g+w)); err != nil {
 					errs <- err
 					return
 				}

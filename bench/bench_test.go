@@ -101,7 +101,8 @@ func TestMain(m *testing.M) {
 }
 
 // The events the benchmarks write: bank-account events with a JSON payload
-// of about 130 bytes and one metadata entry, the shape of a typical
+// of about 130 bytes and one metadata entry (a correlation ID per Append
+// call), the shape of a typical
 // application's events.
 var (
 	eventTypes = []string{
@@ -116,17 +117,27 @@ var (
 		}
 		return p
 	}()
-	metadata = map[string]string{"correlation_id": "0193a8e2-7c4b-7def-8a12-3456789abcde"}
+	// metadatas are the metadata of the Append calls, chosen by call: the
+	// events of one call share a correlation ID, as the events of one
+	// command do, and the calls differ.
+	metadatas = func() []map[string]string {
+		m := make([]map[string]string, 1024)
+		for i := range m {
+			m[i] = map[string]string{"correlation_id": fmt.Sprintf("0193a8e2-7c4b-7def-8a12-%012x", i*2654435761)}
+		}
+		return m
+	}()
 )
 
-// event returns the event numbered seq (from 1), of aggregateID at version,
-// without ID or timestamp: the store assigns them.
-func event(aggregateID string, version uint64, seq int) eventstore.Event {
+// event returns the event numbered seq (from 1) of the Append call numbered
+// call, of aggregateID at version, without ID or timestamp: the store
+// assigns them.
+func event(aggregateID string, version uint64, seq, call int) eventstore.Event {
 	return eventstore.Event{
 		AggregateID: aggregateID,
 		Type:        eventTypes[seq%len(eventTypes)],
 		Payload:     payloads[seq%len(payloads)],
-		Metadata:    metadata,
+		Metadata:    metadatas[call%len(metadatas)],
 		Version:     version,
 	}
 }

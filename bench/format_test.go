@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -27,7 +28,7 @@ func TestRawBoltFormat(t *testing.T) {
 			var batch []eventstore.Event
 			for j := range 4 {
 				seq++
-				e := event(agg, uint64(round*4+j+1), seq)
+				e := event(agg, uint64(round*4+j+1), seq, seq/4)
 				e.Timestamp = ts.Add(time.Duration(seq) * time.Second)
 				if seq%3 == 0 {
 					e.Metadata = nil
@@ -81,7 +82,7 @@ func TestRawBoltFormat(t *testing.T) {
 	}
 
 	// Appends through bolt after the baseline's continue its log.
-	stored, err := s.Append(background, event("a", 13, 1))
+	stored, err := s.Append(background, event("a", 13, 1, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +95,5 @@ func sameEvent(a, b eventstore.Event) bool {
 	return a.ID == b.ID && a.AggregateID == b.AggregateID && a.Type == b.Type &&
 		string(a.Payload) == string(b.Payload) && a.Timestamp.Equal(b.Timestamp) &&
 		a.Version == b.Version && a.Position == b.Position &&
-		len(a.Metadata) == len(b.Metadata) && a.Metadata["correlation_id"] == b.Metadata["correlation_id"]
+		len(a.Metadata) == len(b.Metadata) && maps.Equal(a.Metadata, b.Metadata)
 }

@@ -91,7 +91,7 @@ func fixtureFor(b *testing.B, be backend) *fixture {
 	versions := make(map[string]uint64)
 	batch := make([]eventstore.Event, loadBatch)
 	seq := 0
-	for _, c := range calls {
+	for call, c := range calls {
 		agg := bigAggregate
 		if c >= 0 {
 			agg = smallAggregate(c % sh.smallAggs)
@@ -99,7 +99,7 @@ func fixtureFor(b *testing.B, be backend) *fixture {
 		v := versions[agg]
 		for j := range batch {
 			seq++
-			e := event(agg, v+1+uint64(j), seq)
+			e := event(agg, v+1+uint64(j), seq, call)
 			e.Timestamp = fixtureBase.Add(time.Duration(seq) * time.Millisecond)
 			if e.Type == replayType {
 				f.ofType++
