@@ -106,3 +106,8 @@ func TestSnapshots(t *testing.T) {
 	admin(t)
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return mustOpen(t, nil) })
 }
+
+func TestRepository(t *testing.T) {
+	admin(t)
+	storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore { return mustOpen(t, nil) })
+}
