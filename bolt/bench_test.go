@@ -23,6 +23,7 @@ func BenchmarkReplay(b *testing.B) {
 					AggregateID: fmt.Sprintf("account-%04d", a),
 					Type:        fmt.Sprintf("Type%d", (round*batch+i)%10),
 					Payload:     []byte(`{"amount":1234,"currency":"EUR","note":"a payload of about two hundred bytes, which is what events often weigh","tags":["x","y","z"],"ok":true}`),
+					Metadata:    map[string]string{"correlation_id": fmt.Sprintf("corr-%d-%d", round, a)},
 				}
 			}
 			if _, err := s.Append(ctx, events...); err != nil {

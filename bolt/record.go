@@ -197,8 +197,8 @@ func parseEventRecord(v []byte) (rawEvent, error) {
 // reaches another event's bytes; a caller that keeps one event keeps at most
 // a slab and a page's strings alive.
 type decoder struct {
-	aggregateID string // the last aggregate ID, reused while it repeats
-	types       map[string]string
+	aggregateID string            // the last aggregate ID, reused while it repeats
+	interned    map[string]string // types and metadata keys, reused
 
 	slab []byte // the payload slab being filled; never reused once cut
 
@@ -209,14 +209,22 @@ type decoder struct {
 	agg    fixup // the pending aggregate ID, when agg.n > 0
 }
 
-// fixup sets page[i].ID (id) or page[i].AggregateID from the page's strings.
+// fixup sets a string field of page[i] from the page's strings.
 type fixup struct {
 	i, off, n int32
-	id        bool
+	field     uint8
+	key       string // the metadata key, for fieldMeta
 }
 
-// maxTypes bounds the strings a decoder keeps for reuse.
-const maxTypes = 256
+// The fields a fixup sets.
+const (
+	fieldAggregateID = iota
+	fieldID
+	fieldMeta
+)
+
+// maxInterned bounds the strings a decoder keeps for reuse.
+const maxInterned = 256
 
 // Payload slabs: payloads up to slabMaxPayload bytes share slabs of
 // slabSize bytes.
@@ -259,10 +267,14 @@ func (d *decoder) finish(page []eventstore.Event) {
 		if int(f.i) >= len(page) {
 			continue // an event dropped on error
 		}
-		if f.id {
-			page[f.i].ID = s[f.off : f.off+f.n]
-		} else {
-			page[f.i].AggregateID = s[f.off : f.off+f.n]
+		v := s[f.off : f.off+f.n]
+		switch f.field {
+		case fieldAggregateID:
+			page[f.i].AggregateID = v
+		case fieldID:
+			page[f.i].ID = v
+		case fieldMeta:
+			page[f.i].Metadata[f.key] = v
 		}
 	}
 	if d.agg.n > 0 {
@@ -296,23 +308,13 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 		d.strs = append(d.strs, r.aggregateID...)
 		d.fixups = append(d.fixups, d.agg)
 	}
-	if t, ok := d.types[string(r.typ)]; ok {
-		e.Type = t
-	} else {
-		e.Type = string(r.typ)
-		if d.types == nil {
-			d.types = make(map[string]string)
-		}
-		if len(d.types) < maxTypes {
-			d.types[e.Type] = e.Type
-		}
-	}
+	e.Type = d.intern(r.typ)
 	var id [36]byte
 	formatUUID(&id, r.id)
 	if i < 0 {
 		e.ID = string(id[:])
 	} else {
-		d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: 36, id: true})
+		d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: 36, field: fieldID})
 		d.strs = append(d.strs, id[:]...)
 	}
 	e.Version = r.version
@@ -327,10 +329,33 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 			var key, val []byte
 			key, b, _ = readBytes(b)
 			val, b, _ = readBytes(b)
-			e.Metadata[string(key)] = string(val)
+			k := d.intern(key)
+			if i < 0 {
+				e.Metadata[k] = string(val)
+				continue
+			}
+			e.Metadata[k] = "" // set by finish
+			d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: int32(len(val)), field: fieldMeta, key: k})
+			d.strs = append(d.strs, val...)
 		}
 	}
 	return nil
+}
+
+// intern returns b as a string, the same string for the same bytes while
+// it has room.
+func (d *decoder) intern(b []byte) string {
+	if s, ok := d.interned[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if d.interned == nil {
+		d.interned = make(map[string]string)
+	}
+	if len(d.interned) < maxInterned {
+		d.interned[s] = s
+	}
+	return s
 }
 
 // copyPayload copies p out of the record, into a slab in page mode.

@@ -97,6 +97,24 @@ func FuzzEventRecord(f *testing.F) {
 		}
 		requireEqualEvent(t, e, got2)
 
+		// Page mode shares allocations among events: each is still itself.
+		var pd decoder
+		var page []eventstore.Event
+		other, otherID := fuzzEvent([]byte("fedcba9876543210"), agg+"x", typ, 1, 1, 0, []byte(`{}`), "k", "v")
+		otherRec := appendEventRecord(nil, &other, otherID)
+		for _, r := range [][]byte{rec, libRec, otherRec, rec} {
+			if page, err = pd.decodePage(nil, r, page); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pd.finish(page)
+		requireEqualEvent(t, e, page[0])
+		requireEqualEvent(t, e, page[1])
+		requireEqualEvent(t, other, page[2])
+		requireEqualEvent(t, e, page[3])
+		page[0].Payload = append(page[0].Payload, 'x')
+		requireEqualEvent(t, e, page[1])
+
 		// Any flipped bit fails the checksum.
 		for _, i := range []int{0, len(rec) / 2, len(rec) - 1} {
 			bad := bytes.Clone(rec)
