@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -287,4 +289,46 @@ func TestStore_IteratorReuse(t *testing.T) {
 		require.Equal(t, first, second, name)
 	}
 	require.NoError(t, s.DeleteSnapshot(ctx, ""))
+}
+
+// TestStore_CloseUnderLoad closes a store while appends and reads run: each
+// either succeeds or fails with ErrClosed, and nothing panics.
+func TestStore_CloseUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "events.db"), &bolt.Options{UnsafeNoSync: true, ReadPageSize: 4})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				var err error
+				if g%2 == 0 {
+					_, err = s.Append(ctx, eventstore.Event{AggregateID: fmt.Sprintf("a%d", g), Type: "T", Payload: []byte(`{}`)})
+				} else {
+					for _, e := range s.ReadAll(ctx, 0) {
+						if e != nil {
+							err = e
+							break
+						}
+					}
+				}
+				if err != nil {
+					if !errors.Is(err, eventstore.ErrClosed) {
+						errs <- err
+					}
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, s.Close())
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
