@@ -214,6 +214,7 @@ type fixup struct {
 	i, off, n int32
 	field     uint8
 	key       string // the metadata key, for fieldMeta
+	pairs     int32  // the event's number of metadata pairs, for fieldMeta
 }
 
 // The fields a fixup sets.
@@ -274,7 +275,12 @@ func (d *decoder) finish(page []eventstore.Event) {
 		case fieldID:
 			page[f.i].ID = v
 		case fieldMeta:
-			page[f.i].Metadata[f.key] = v
+			m := page[f.i].Metadata
+			if m == nil {
+				m = make(map[string]string, f.pairs)
+				page[f.i].Metadata = m
+			}
+			m[f.key] = v
 		}
 	}
 	if d.agg.n > 0 {
@@ -323,7 +329,9 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 	e.Payload = d.copyPayload(r.payload, i >= 0)
 	e.Metadata = nil
 	if r.metaLen > 0 {
-		e.Metadata = make(map[string]string, r.metaLen)
+		if i < 0 {
+			e.Metadata = make(map[string]string, r.metaLen)
+		}
 		b := r.meta
 		for range r.metaLen {
 			var key, val []byte
@@ -334,8 +342,8 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 				e.Metadata[k] = string(val)
 				continue
 			}
-			e.Metadata[k] = "" // set by finish
-			d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: int32(len(val)), field: fieldMeta, key: k})
+			// finish makes the map and sets the value.
+			d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: int32(len(val)), field: fieldMeta, key: k, pairs: int32(r.metaLen)})
 			d.strs = append(d.strs, val...)
 		}
 	}
