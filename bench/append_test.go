@@ -17,19 +17,27 @@ const appendAggregates = 1000
 // appending one event at a time, each to its own aggregate. Every append
 // names its expected version, as an application checking for conflicts
 // does; the store assigns IDs and timestamps.
+//
+// The benchmarks run workload by workload, every backend in turn, so that
+// the ones compared in a ratio run close together in time.
 func BenchmarkAppend(b *testing.B) {
-	for _, be := range backends {
-		if !be.append {
-			continue
+	type workload struct {
+		name string
+		run  func(*testing.B, backend)
+	}
+	var workloads []workload
+	for _, n := range []int{1, 10, 100} {
+		workloads = append(workloads, workload{fmt.Sprintf("batch=%d", n), func(b *testing.B, be backend) { benchAppend(b, be, n) }})
+	}
+	for _, g := range []int{8, 64} {
+		workloads = append(workloads, workload{fmt.Sprintf("parallel=%d", g), func(b *testing.B, be backend) { benchAppendParallel(b, be, g) }})
+	}
+	for _, w := range workloads {
+		for _, be := range backends {
+			if be.append {
+				b.Run(be.name+"/"+w.name, func(b *testing.B) { w.run(b, be) })
+			}
 		}
-		b.Run(be.name, func(b *testing.B) {
-			for _, n := range []int{1, 10, 100} {
-				b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { benchAppend(b, be, n) })
-			}
-			for _, g := range []int{8, 64} {
-				b.Run(fmt.Sprintf("parallel=%d", g), func(b *testing.B) { benchAppendParallel(b, be, g) })
-			}
-		})
 	}
 }
 

@@ -29,7 +29,8 @@ type handle struct {
 	target
 
 	// size returns the bytes the store holds on disk. It is called after
-	// Close; nil means the backend has no disk.
+	// Close (a bbolt file can only be measured closed), or on an open
+	// PostgreSQL store; nil means the backend has no disk.
 	size func() (int64, error)
 
 	// cleanup removes what the store left (a file, a schema). It is called

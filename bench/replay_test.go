@@ -120,6 +120,12 @@ func fixtureFor(b *testing.B, be backend) *fixture {
 	if be.reopen != nil {
 		h = be.reopen(b, h)
 		f.size = h.closedSize
+	} else if h.size != nil {
+		n, err := h.size() // a server's size, read while open
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.size = n
 	}
 	f.h = h
 	b.Logf("%s fixture: %d events loaded in %v", be.name, f.total, time.Since(t0).Round(time.Millisecond))
@@ -154,41 +160,67 @@ func dropFixture(name string) {
 // (fewer on PostgreSQL: see pgShape), warm in memory or in the page cache.
 // Every event read is decoded into an eventstore.Event; every read checks
 // that it found as many events as the fixture holds.
+//
+// Backends that keep their data on the heap run first, one after the
+// other, each dropping its fixture when done; then the others run
+// workload by workload, so that the figures compared in a ratio are
+// measured close together in time.
 func BenchmarkReplay(b *testing.B) {
 	for _, be := range backends {
-		if !be.replay {
-			continue
+		if be.replay && be.onHeap {
+			for _, w := range replayWorkloads {
+				b.Run(be.name+"/"+w.name, func(b *testing.B) { benchReplay(b, be, w) })
+			}
+			dropFixture(be.name)
 		}
-		b.Run(be.name, func(b *testing.B) {
-			f := fixtureFor(b, be)
-			if be.onHeap {
-				defer dropFixture(be.name)
-			}
-			replay := func(name string, want int, read func(i int) iterSeq) {
-				b.Run(name, func(b *testing.B) {
-					// One read, untimed, warms the cache.
-					countEvents(b, read(0), want)
-					m := startMeter(b)
-					for i := 0; i < b.N; i++ {
-						countEvents(b, read(i), want)
-					}
-					m.stop(b.N * want)
-					reportDisk(b, f.size, f.total)
-				})
-			}
-			s := f.h
-			replay("aggregate=100", f.shape.smallLen, func(i int) iterSeq {
-				// Spread over the aggregates, by a stride prime to their number.
-				return s.ReadAggregate(background, smallAggregate((i*7919)%f.shape.smallAggs), 0)
-			})
-			replay(fmt.Sprintf("aggregate=%dk", f.shape.bigLen/1000), f.shape.bigLen, func(int) iterSeq {
-				return s.ReadAggregate(background, bigAggregate, 0)
-			})
-			replay("all", f.total, func(int) iterSeq { return s.ReadAll(background, 0) })
-			replay("type", f.ofType, func(int) iterSeq { return s.ReadType(background, replayType, 0) })
-			replay("time", f.inTime, func(int) iterSeq { return s.ReadTime(background, "", f.start, f.end) })
-		})
 	}
+	for _, w := range replayWorkloads {
+		for _, be := range backends {
+			if be.replay && !be.onHeap {
+				b.Run(be.name+"/"+w.name, func(b *testing.B) { benchReplay(b, be, w) })
+			}
+		}
+	}
+}
+
+// A replayWorkload is one read of a fixture: read(f, i) is the i-th, which
+// yields want(f) events.
+type replayWorkload struct {
+	name string
+	want func(f *fixture) int
+	read func(f *fixture, i int) iterSeq
+}
+
+var replayWorkloads = []replayWorkload{
+	{"aggregate=100", func(f *fixture) int { return f.shape.smallLen }, func(f *fixture, i int) iterSeq {
+		// Spread over the aggregates, by a stride prime to their number.
+		return f.h.ReadAggregate(background, smallAggregate((i*7919)%f.shape.smallAggs), 0)
+	}},
+	{"aggregate=100k", func(f *fixture) int { return f.shape.bigLen }, func(f *fixture, _ int) iterSeq {
+		return f.h.ReadAggregate(background, bigAggregate, 0)
+	}},
+	{"all", func(f *fixture) int { return f.total }, func(f *fixture, _ int) iterSeq {
+		return f.h.ReadAll(background, 0)
+	}},
+	{"type", func(f *fixture) int { return f.ofType }, func(f *fixture, _ int) iterSeq {
+		return f.h.ReadType(background, replayType, 0)
+	}},
+	{"time", func(f *fixture) int { return f.inTime }, func(f *fixture, _ int) iterSeq {
+		return f.h.ReadTime(background, "", f.start, f.end)
+	}},
+}
+
+func benchReplay(b *testing.B, be backend, w replayWorkload) {
+	f := fixtureFor(b, be)
+	want := w.want(f)
+	// One read, untimed, warms the cache.
+	countEvents(b, w.read(f, 0), want)
+	m := startMeter(b)
+	for i := 0; i < b.N; i++ {
+		countEvents(b, w.read(f, i), want)
+	}
+	m.stop(b.N * want)
+	reportDisk(b, f.size, f.total)
 }
 
 type iterSeq = func(yield func(eventstore.Event, error) bool)
