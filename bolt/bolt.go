@@ -348,7 +348,11 @@ func (s *Store) exit() { s.mu.RUnlock() }
 // crashing the process.
 func recovered(err *error) {
 	if r := recover(); r != nil {
-		*err = fmt.Errorf("bolt: %w: bbolt panicked: %v", eventstore.ErrCorrupt, r)
+		if e, ok := r.(error); ok {
+			*err = fmt.Errorf("bolt: %w: bbolt panicked: %w", eventstore.ErrCorrupt, e)
+		} else {
+			*err = fmt.Errorf("bolt: %w: bbolt panicked: %v", eventstore.ErrCorrupt, r)
+		}
 	}
 }
 
