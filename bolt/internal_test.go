@@ -197,3 +197,38 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// TestStore_ConcurrentRetries appends the same events from many goroutines
+// at once, as callers retrying after a lost answer do: one stores them, the
+// others get them back as stored, in the same or a later commit.
+func TestStore_ConcurrentRetries(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), &Options{UnsafeNoSync: true})
+	require.NoError(t, err)
+	defer s.Close()
+	for round := range 20 {
+		events := []eventstore.Event{
+			{ID: uuid.NewString(), AggregateID: "a", Type: "T", Payload: []byte(`1`)},
+			{ID: uuid.NewString(), AggregateID: "a", Type: "T", Payload: []byte(`2`)},
+		}
+		results := make([][]eventstore.Event, 16)
+		var wg sync.WaitGroup
+		for g := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := s.Append(ctx, events...)
+				if err != nil {
+					t.Error(err)
+				}
+				results[g] = out
+			}()
+		}
+		wg.Wait()
+		for _, r := range results {
+			require.Equal(t, results[0], r)
+		}
+		require.Equal(t, uint64(2*round+1), results[0][0].Position)
+	}
+	require.NoError(t, s.Check(ctx))
+}
