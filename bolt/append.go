@@ -150,7 +150,7 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	done := false
 	defer func() {
 		if !done {
-			_ = tx.Rollback()
+			s.rollback(tx)
 		}
 	}()
 	w, err := newWriter(tx)
@@ -171,7 +171,8 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	done = true
 	if !writes {
 		// Only conflicts and retries: nothing to commit.
-		return -1, tx.Rollback()
+		s.rollback(tx)
+		return -1, nil
 	}
 	if err := s.commitTx(tx); err != nil {
 		// The outcome of every request is unknown, even of those that

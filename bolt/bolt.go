@@ -187,6 +187,10 @@ type Store struct {
 	// it is reopened.
 	poisoned atomic.Bool
 
+	// stuck is set when a write transaction panicked while rolling back:
+	// bbolt may still hold its writer lock, so Close must not wait for it.
+	stuck atomic.Bool
+
 	// Group commit: queue holds the appends waiting for the next commit;
 	// leading reports whether some goroutine runs commits.
 	qmu     sync.Mutex
@@ -320,6 +324,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.stuck.Load() {
+		return fmt.Errorf("bolt: close %s: %w: a write transaction could not be rolled back; the file stays open until the process exits", s.path, eventstore.ErrCorrupt)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
 	}
@@ -389,7 +396,7 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 	committed := false
 	defer func() {
 		if !committed {
-			_ = tx.Rollback()
+			s.rollback(tx)
 		}
 	}()
 	if err := fn(tx); err != nil {
@@ -400,6 +407,19 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 	}
 	committed = true
 	return s.commitTx(tx)
+}
+
+// rollback rolls back the write transaction tx. If bbolt panics doing so
+// (on a damaged file), its writer lock may stay held: the store then
+// refuses writes, and Close leaves the file open rather than hang.
+func (s *Store) rollback(tx *bbolt.Tx) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.stuck.Store(true)
+			s.poisoned.Store(true)
+		}
+	}()
+	_ = tx.Rollback()
 }
 
 // errNoWrite tells update that fn changed nothing: no commit is needed.
