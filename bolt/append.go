@@ -174,6 +174,14 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 		s.rollback(tx)
 		return -1, nil
 	}
+	defer func() {
+		// A panic inside Commit leaves a commit whose outcome is unknown.
+		if r := recover(); r != nil {
+			s.poisoned.Store(true)
+			s.rollback(tx) // release the writer lock, if Commit did not
+			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
+		}
+	}()
 	if err := s.commitTx(tx); err != nil {
 		// The outcome of every request is unknown, even of those that
 		// failed or were retries: they saw the writes before them.

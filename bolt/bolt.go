@@ -406,6 +406,14 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 		return err
 	}
 	committed = true
+	defer func() {
+		// A panic inside Commit leaves a commit whose outcome is unknown.
+		if r := recover(); r != nil {
+			s.poisoned.Store(true)
+			s.rollback(tx) // release the writer lock, if Commit did not
+			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
+		}
+	}()
 	return s.commitTx(tx)
 }
 

@@ -232,3 +232,18 @@ func TestStore_ConcurrentRetries(t *testing.T) {
 	}
 	require.NoError(t, s.Check(ctx))
 }
+
+// TestStore_CommitPanics simulates bbolt panicking inside Commit.
+func TestStore_CommitPanics(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	require.NoError(t, err)
+	s.commit = func(*bbolt.Tx) error { panic("boom") }
+	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
+	require.ErrorIs(t, err, eventstore.ErrUnknownOutcome)
+	require.ErrorIs(t, err, eventstore.ErrCorrupt)
+	require.ErrorIs(t, s.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: "a", Version: 1}), eventstore.ErrNeedsReopen)
+	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
+	require.ErrorIs(t, err, eventstore.ErrNeedsReopen)
+	require.NoError(t, s.Close()) // the writer lock was released
+}
