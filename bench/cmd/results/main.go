@@ -35,7 +35,7 @@ func main() {
 	in := flag.String("in", "", "read benchmark output from this file instead of running go test")
 	flag.Parse()
 
-	args := []string{"test", "-run", "^$", "-bench", *bench, "-benchmem",
+	args := []string{"test", "-v", "-run", "^$", "-bench", *bench, "-benchmem",
 		"-benchtime", *benchtime, "-count", fmt.Sprint(*count), "-timeout", *timeout, *pkg}
 	command := "go " + strings.Join(quoteArgs(args), " ")
 	var raw []byte

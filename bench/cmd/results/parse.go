@@ -8,55 +8,63 @@ import (
 	"strings"
 )
 
-// results are the parsed output of `go test -bench`.
+// results are the parsed output of `go test -v -bench`.
 type results struct {
-	cpu   string
-	runs  map[string]map[string][]float64 // benchmark name (no -procs) -> unit -> values
-	order []string                        // names in the order first seen
-	skips []string                        // "name: reason" of skipped benchmarks
+	cpu      string
+	runs     map[string]map[string][]float64 // benchmark name (no -procs) -> unit -> values
+	order    []string                        // names in the order first seen
+	skips    []string                        // "name: reason" of skipped benchmarks
+	fixtures []string                        // the benchmarks' logs about their fixtures
 }
 
-// parse reads `go test -bench` output. A result line is
+// parse reads `go test -v -bench` output. A result line is
 //
 //	BenchmarkAppend/bolt/batch=1-2   680   1531114 ns/op   653.1 events/s ...
 //
-// and a skipped benchmark prints "--- SKIP: name" followed by its reason.
+// A benchmark's log lines are indented and come before its result, or
+// before the "--- SKIP: name" line of a skipped benchmark.
 func parse(r io.Reader) *results {
 	res := &results{runs: map[string]map[string][]float64{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	skipped := ""
+	lastLog := ""
 	for sc.Scan() {
 		line := sc.Text()
 		trimmed := strings.TrimSpace(line)
-		if skipped != "" {
-			// The reason is the indented line after "--- SKIP".
-			if reason := strings.TrimSpace(line); reason != "" && line != strings.TrimLeft(line, " \t") && !strings.HasPrefix(reason, "---") {
-				res.skips = append(res.skips, skipped+": "+reason)
-				skipped = ""
-				continue
+		if trimmed != "" && line != strings.TrimLeft(line, " \t") {
+			// A log line: "file.go:12: message".
+			msg := trimmed
+			if _, rest, ok := strings.Cut(msg, ": "); ok && strings.Contains(msg[:len(msg)-len(rest)], ".go:") {
+				msg = rest
 			}
-			res.skips = append(res.skips, skipped)
-			skipped = ""
+			lastLog = msg
+			if strings.Contains(msg, " fixture: ") {
+				res.fixtures = append(res.fixtures, msg)
+			}
+			continue
 		}
 		if name, ok := strings.CutPrefix(trimmed, "--- SKIP: "); ok {
-			skipped = name
+			name, _, _ = strings.Cut(name, " (")
+			if lastLog != "" {
+				name += ": " + lastLog
+			}
+			if !slices.Contains(res.skips, name) {
+				res.skips = append(res.skips, name)
+			}
+			lastLog = ""
 			continue
 		}
 		if cpu, ok := strings.CutPrefix(line, "cpu: "); ok {
 			res.cpu = strings.TrimSpace(cpu)
 			continue
 		}
-		if !strings.HasPrefix(line, "Benchmark") {
+		if strings.HasPrefix(line, "Benchmark") {
+			lastLog = ""
+		}
+		if !isResult(line) {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) < 4 || len(f)%2 != 0 {
-			continue
-		}
-		if _, err := strconv.Atoi(f[1]); err != nil {
-			continue
-		}
 		name := trimProcs(f[0])
 		m := res.runs[name]
 		if m == nil {
@@ -72,10 +80,20 @@ func parse(r io.Reader) *results {
 			m[f[i+1]] = append(m[f[i+1]], v)
 		}
 	}
-	if skipped != "" {
-		res.skips = append(res.skips, skipped)
-	}
 	return res
+}
+
+// isResult reports whether line is a benchmark's result line.
+func isResult(line string) bool {
+	if !strings.HasPrefix(line, "Benchmark") {
+		return false
+	}
+	f := strings.Fields(line)
+	if len(f) < 4 || len(f)%2 != 0 {
+		return false
+	}
+	_, err := strconv.Atoi(f[1])
+	return err == nil
 }
 
 // trimProcs drops the -GOMAXPROCS suffix of a benchmark name.

@@ -15,8 +15,11 @@ BenchmarkAppend/bolt/parallel=64-2        	   10000	    133985 ns/op	        54.
 BenchmarkAppend/rawbolt/batch=1-2         	    2221	    755214 ns/op	       174.2 allocs/event	       837.3 disk-B/event	      1324 events/s	    755214 ns/event	   74362 B/op	     174 allocs/op
 BenchmarkAppend/rawbolt/batch=1-2         	    2221	    755214 ns/op	       174.2 allocs/event	       837.3 disk-B/event	      1000 events/s	    755214 ns/event	   74362 B/op	     174 allocs/op
 BenchmarkAppend/rawbolt/batch=1-2         	    2221	    755214 ns/op	       174.2 allocs/event	       837.3 disk-B/event	      1400 events/s	    755214 ns/event	   74362 B/op	     174 allocs/op
---- SKIP: BenchmarkAppend/postgres
-    postgres_test.go:70: no PostgreSQL at postgres://x
+BenchmarkAppend/postgres/batch=1
+    append_test.go:47: no PostgreSQL at postgres://x: dial error
+--- SKIP: BenchmarkAppend/postgres/batch=1
+BenchmarkReplay/bolt/all
+    replay_test.go:131: bolt fixture: 1000000 events loaded in 18.3s
 BenchmarkReplay/bolt/all-2                     	       1	3093304634 ns/op	         6.043 allocs/event	      1151 disk-B/event	    323279 events/s	      3093 ns/event	594066240 B/op	 6043243 allocs/op
 PASS
 `
@@ -32,8 +35,11 @@ func TestParse(t *testing.T) {
 	if v, ok := res.get("BenchmarkReplay/bolt/all", "allocs/event"); !ok || v != 6.043 {
 		t.Errorf("allocs/event = %v, %v", v, ok)
 	}
-	if len(res.skips) != 1 || !strings.Contains(res.skips[0], "no PostgreSQL") {
+	if len(res.skips) != 1 || res.skips[0] != "BenchmarkAppend/postgres/batch=1: no PostgreSQL at postgres://x: dial error" {
 		t.Errorf("skips = %q", res.skips)
+	}
+	if len(res.fixtures) != 1 || res.fixtures[0] != "bolt fixture: 1000000 events loaded in 18.3s" {
+		t.Errorf("fixtures = %q", res.fixtures)
 	}
 	tables := renderTables(res)
 	for _, want := range []string{

@@ -181,7 +181,11 @@ func renderAims(res *results, t *table) string {
 	}
 	for _, w := range []string{"Replay/all", "Replay/aggregate=100k"} {
 		v, ok := get(w, "bolt", "events/s")
-		row("bolt replay from a warm file, decode included: at least 2.5M events/s (`"+w+"`)", human(v)+" events/s", v >= 2.5e6, ok)
+		measured := "—"
+		if ok {
+			measured = human(v) + " events/s"
+		}
+		row("bolt replay from a warm file, decode included: at least 2.5M events/s (`"+w+"`)", measured, v >= 2.5e6, ok)
 	}
 	worst, worstW, any := 0.0, "", false
 	for _, w := range replays {
@@ -192,7 +196,11 @@ func renderAims(res *results, t *table) string {
 			}
 		}
 	}
-	row("at most 3 allocations per replayed event (bolt, worst replay)", fmt.Sprintf("%.1f (`%s`)", worst, worstW), worst <= 3, any)
+	measured := "—"
+	if any {
+		measured = fmt.Sprintf("%.1f (`%s`)", worst, worstW)
+	}
+	row("at most 3 allocations per replayed event (bolt, worst replay)", measured, worst <= 3, any)
 	return sb.String()
 }
 
@@ -242,15 +250,31 @@ func render(e env, res *results, raw []byte) string {
 	sb.WriteString("(9,000 aggregates of 100 events, one of 100,000) on memory and bolt; on PostgreSQL 190,000 ")
 	sb.WriteString("(900 aggregates of 100, one of 100,000), as loading a million events through Append there takes minutes.\n\n")
 	sb.WriteString(renderTables(res))
+	if len(res.fixtures) > 0 {
+		sb.WriteString("\n### Replay fixtures\n\n")
+		for _, f := range res.fixtures {
+			sb.WriteString("- " + f + "\n")
+		}
+	}
 	if len(res.skips) > 0 {
+		// One line per reason: a missing server skips many benchmarks.
 		sb.WriteString("\n### Skipped\n\n")
+		var reasons []string
+		names := map[string][]string{}
 		for _, s := range res.skips {
-			sb.WriteString("- " + s + "\n")
+			name, reason, _ := strings.Cut(s, ": ")
+			if names[reason] == nil {
+				reasons = append(reasons, reason)
+			}
+			names[reason] = append(names[reason], "`"+name+"`")
+		}
+		for _, r := range reasons {
+			sb.WriteString("- " + strings.Join(names[r], ", ") + ": " + r + "\n")
 		}
 	}
 	sb.WriteString("\n<details><summary>Raw output (benchstat reads it)</summary>\n\n```\n")
 	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "goos:") || strings.HasPrefix(line, "goarch:") ||
+		if isResult(line) || strings.HasPrefix(line, "goos:") || strings.HasPrefix(line, "goarch:") ||
 			strings.HasPrefix(line, "pkg:") || strings.HasPrefix(line, "cpu:") {
 			sb.WriteString(line + "\n")
 		}
