@@ -397,16 +397,19 @@ var (
 
 // formatUUID writes the canonical form of the 16-byte UUID u into dst.
 func formatUUID(dst *[36]byte, u []byte) {
-	hex.Encode(dst[0:8], u[0:4])
-	dst[8] = '-'
-	hex.Encode(dst[9:13], u[4:6])
-	dst[13] = '-'
-	hex.Encode(dst[14:18], u[6:8])
-	dst[18] = '-'
-	hex.Encode(dst[19:23], u[8:10])
-	dst[23] = '-'
-	hex.Encode(dst[24:], u[10:])
+	const digits = "0123456789abcdef"
+	_ = u[15]
+	for i, at := range uuidDigits {
+		b := u[i]
+		dst[at] = digits[b>>4]
+		dst[at+1] = digits[b&0x0f]
+	}
+	dst[8], dst[13], dst[18], dst[23] = '-', '-', '-', '-'
 }
+
+// uuidDigits are where the digits of each byte of a UUID go in its
+// canonical form.
+var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
 
 // appendSnapshotRecord appends the record of snap to dst.
 func appendSnapshotRecord(dst []byte, snap *eventstore.Snapshot) []byte {
