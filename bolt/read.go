@@ -233,9 +233,9 @@ func clampMicros(t time.Time) int64 {
 	return eventstore.NormalizeTime(t).UnixMicro()
 }
 
-// scanPage is how many records ReadTime of one aggregate scans per read
-// transaction.
-const scanPage = 8192
+// scanPages is how many pages of records ReadTime of one aggregate scans
+// per read transaction (it reads only two fields of each).
+const scanPages = 16
 
 // readAggregateTime reads the events of one aggregate with lo <= timestamp
 // < hi (microseconds). It first walks the aggregate's events, a page per
@@ -267,7 +267,7 @@ func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, h
 				seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
 				k, v := c.Seek(seek)
 				for i := 0; k != nil && index.IsEventOf(k, prefix); k, v = c.Next() {
-					if i == scanPage {
+					if i == scanPages*n {
 						return page, true, nil // after is the last version scanned
 					}
 					i++

@@ -332,3 +332,36 @@ func TestStore_CloseUnderLoad(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestStore_ReadTimeOfAggregate reads one aggregate whose timestamps run
+// backwards, across many scan pages and read pages.
+func TestStore_ReadTimeOfAggregate(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpen(t, &bolt.Options{ReadPageSize: 2, UnsafeNoSync: true})
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const n = 100
+	for i := range n {
+		// Pairs share a timestamp; later pairs are earlier.
+		ts := base.Add(time.Duration(n/2-i/2) * time.Second)
+		for _, agg := range []string{"a", "b"} {
+			_, err := s.Append(ctx, eventstore.Event{AggregateID: agg, Type: "T", Payload: []byte(`{}`), Timestamp: ts})
+			require.NoError(t, err)
+		}
+	}
+	start, end := base.Add(10*time.Second), base.Add(40*time.Second)
+	got, err := eventstore.Collect(s.ReadTime(ctx, "a", start, end))
+	require.NoError(t, err)
+	require.Len(t, got, 60)
+	for i, e := range got {
+		require.Equal(t, "a", e.AggregateID)
+		require.False(t, e.Timestamp.Before(start) || !e.Timestamp.Before(end))
+		if i > 0 {
+			p := got[i-1]
+			require.True(t, p.Timestamp.Before(e.Timestamp) || p.Timestamp.Equal(e.Timestamp) && p.Position < e.Position,
+				"%v/%d before %v/%d", p.Timestamp, p.Position, e.Timestamp, e.Position)
+		}
+	}
+	all, err := eventstore.Collect(s.ReadTime(ctx, "", start, end))
+	require.NoError(t, err)
+	require.Len(t, all, 120)
+}
