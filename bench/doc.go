@@ -36,6 +36,23 @@
 //	allocs/event  heap allocations per event (runtime.MemStats.Mallocs)
 //	disk-B/event  bytes of the bbolt file (or PostgreSQL tables and indexes) per stored event
 //
+// A -bench pattern is matched level by level, and a level matches by
+// substring: "Append/bolt/" also runs bolt-nosync and rawbolt; anchor it,
+// as in "Append/^bolt$/batch=1$".
+//
+// # Profiling
+//
+// The fixtures are loaded in the same process, so focus a profile on the
+// timed reads or appends:
+//
+//	go test -run '^$' -bench 'Replay/^bolt$/all$' -benchtime 5x -cpuprofile cpu.out ./bench
+//	go tool pprof -top -cum -focus countEvents bench.test cpu.out
+//	go test -run '^$' -bench 'Append/^bolt-nosync$/batch=100$' -benchtime 3s -cpuprofile cpu.out ./bench
+//	go tool pprof -top -cum -focus 'bolt.*Append' bench.test cpu.out
+//
+// Durable appends wait on fdatasync; count the syscalls with
+// strace -f -c -e trace=fdatasync,pwrite64 on the compiled test binary.
+//
 // The replay fixture (1,000,000 events: 9,000 aggregates of 100 events and
 // one of 100,000) is built once per process per backend, outside the
 // timer, and removed when the process ends. Nothing heavy happens unless a
