@@ -131,7 +131,8 @@ type Store interface {
 
 	// ReadTime yields the events with start <= Timestamp < end, in timestamp
 	// order and, for equal timestamps, position order. An empty aggregateID
-	// reads every aggregate; a zero end means no upper bound.
+	// reads every aggregate; a zero end means no upper bound. Bounds may
+	// have any precision and zone (see NormalizeBound).
 	ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[Event, error]
 
 	// Close releases the store. Calls after Close fail with ErrClosed;

@@ -710,6 +710,15 @@ func testReadTime(t *testing.T, newStore NewStore) {
 		require.Equal(t, []string{`"b20"`}, payloads(got))
 	})
 
+	t.Run("SubMicrosecondBoundsAreExact", func(t *testing.T) {
+		// Stored timestamps are whole microseconds; bounds with finer
+		// digits still mean start <= Timestamp < end.
+		b20 := base.Add(20 * time.Minute)
+		require.Empty(t, payloads(collect(t, s.ReadTime(ctx, "b", b20.Add(time.Nanosecond), b20.Add(time.Minute)))))
+		require.Equal(t, []string{`"b20"`}, payloads(collect(t, s.ReadTime(ctx, "b", b20.Add(-time.Nanosecond), b20.Add(time.Nanosecond)))))
+		require.Empty(t, payloads(collect(t, s.ReadTime(ctx, "b", b20.Add(-time.Microsecond), b20.Add(-time.Nanosecond)))))
+	})
+
 	t.Run("ManyEqualTimestampsPage", func(t *testing.T) {
 		s := newStore(t)
 		var batch []eventstore.Event
