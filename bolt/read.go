@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/eventstore-go/eventstore"
@@ -52,21 +53,21 @@ type pageFunc func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) (_ 
 func (s *Store) read(ctx context.Context, start func() pageFunc) iter.Seq2[eventstore.Event, error] {
 	return func(yield func(eventstore.Event, error) bool) {
 		next := start()
-		var d decoder
-		var page []eventstore.Event
+		rb := getReadBuf()
+		defer putReadBuf(rb)
+		d := &rb.d
+		page := rb.page
+		defer func() { rb.page = page }()
 		for {
 			if err := ctx.Err(); err != nil {
 				yield(eventstore.Event{}, err)
 				return
 			}
-			if page == nil {
-				page = make([]eventstore.Event, 0, min(s.pageSize, 64))
-			}
 			var err error
 			var more bool
 			page = page[:0]
 			err = s.view(func(tx *bbolt.Tx) error {
-				page, more, err = next(tx, &d, page, s.pageSize)
+				page, more, err = next(tx, d, page, s.pageSize)
 				return err
 			})
 			d.finish(page)
@@ -92,6 +93,35 @@ func (s *Store) read(ctx context.Context, start func() pageFunc) iter.Seq2[event
 			}
 		}
 	}
+}
+
+// readBuf holds what a read reuses from one read to the next: its page of
+// events (yielded by value, so the array is never the caller's) and its
+// decoder's buffers. Nothing that reaches the caller is reused.
+type readBuf struct {
+	page []eventstore.Event
+	d    decoder
+}
+
+var readBufs = sync.Pool{New: func() any { return &readBuf{page: make([]eventstore.Event, 0, 64)} }}
+
+func getReadBuf() *readBuf { return readBufs.Get().(*readBuf) }
+
+// putReadBuf returns rb to the pool, dropping every reference to what the
+// caller got, unless it grew too large to keep.
+func putReadBuf(rb *readBuf) {
+	if cap(rb.page) > 4096 || cap(rb.d.strs) > 1<<20 {
+		return
+	}
+	clear(rb.page[:cap(rb.page)])
+	rb.page = rb.page[:0]
+	clear(rb.d.fixups[:cap(rb.d.fixups)])
+	rb.d.fixups = rb.d.fixups[:0]
+	rb.d.strs = rb.d.strs[:0]
+	rb.d.slab = nil
+	rb.d.aggregateID = ""
+	rb.d.agg = fixup{}
+	readBufs.Put(rb)
 }
 
 // ReadAggregate implements eventstore.Store.
