@@ -6,7 +6,10 @@
 # compiled once and run COUNT times (default 6) in one process, so that the
 # replay fixtures are built once per ref. Set BENCH to a -bench regexp to
 # run fewer benchmarks (the whole suite takes a few minutes per count), and
-# BENCHTIME to change -benchtime (default 1s):
+# BENCHTIME to change -benchtime (default 1s), and INTERLEAVE=1 to run the
+# two refs in turn, one count per process, so that a machine whose load
+# drifts during the runs does not favour one side (the fixtures are then
+# rebuilt for every count):
 #
 #	make bench-compare OLD=main~3 NEW=main COUNT=10 BENCH='Replay/bolt'
 #	BENCH='Append/(bolt|rawbolt)/batch=1$' bash bench/compare.sh HEAD~1 HEAD 8
@@ -52,17 +55,24 @@ build() { # build NAME REF: a worktree of REF and its compiled benchmarks
 	(cd "$dir" && go test -c -o "$tmp/$name.test" ./bench)
 }
 
-run() { # run NAME REF
-	local name=$1 ref=$2
-	echo "compare: $ref ($(git -C "$root" rev-parse --short "$ref")): -bench '$bench' -count $count -benchtime $benchtime" >&2
+run() { # run NAME REF COUNT: append COUNT runs of REF's benchmarks to NAME.txt
+	local name=$1 ref=$2 n=$3
+	echo "compare: $ref ($(git -C "$root" rev-parse --short "$ref")): -bench '$bench' -count $n -benchtime $benchtime" >&2
 	(cd "$tmp/$name/bench" && "$tmp/$name.test" -test.run '^$' -test.bench "$bench" -test.benchmem \
-		-test.count "$count" -test.benchtime "$benchtime" -test.timeout 120m) | tee "$outdir/$name.txt" >&2
+		-test.count "$n" -test.benchtime "$benchtime" -test.timeout 120m) | tee -a "$outdir/$name.txt" >&2
 }
 
 build old "$old"
 build new "$new"
-run old "$old"
-run new "$new"
+if [ "${INTERLEAVE:-0}" = 1 ]; then
+	for _ in $(seq "$count"); do
+		run old "$old" 1
+		run new "$new" 1
+	done
+else
+	run old "$old" "$count"
+	run new "$new" "$count"
+fi
 
 echo >&2
 cd "$outdir"
