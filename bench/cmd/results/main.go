@@ -112,6 +112,11 @@ func describe(command string, res *results) env {
 	if mem := memTotal(); mem != "" {
 		e.machine += ", " + mem + " RAM"
 	}
+	gogc := os.Getenv("GOGC")
+	if gogc == "" {
+		gogc = "100 (default)"
+	}
+	e.machine += ", GOGC=" + gogc
 	if v, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
 		e.goVersion = strings.TrimSpace(string(v))
 	} else {
