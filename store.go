@@ -131,8 +131,10 @@ type Store interface {
 
 	// ReadTime yields the events with start <= Timestamp < end, in timestamp
 	// order and, for equal timestamps, position order. An empty aggregateID
-	// reads every aggregate; a zero end means no upper bound. Bounds may
-	// have any precision and zone (see NormalizeBound).
+	// reads every aggregate; a zero end means no upper bound. Bounds are
+	// taken at microsecond precision, as timestamps are stored (see
+	// NormalizeTime), so a range that starts at the Timestamp an event was
+	// appended with finds it, and one that ends there does not.
 	ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[Event, error]
 
 	// Close releases the store. Calls after Close fail with ErrClosed;

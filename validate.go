@@ -135,21 +135,6 @@ func NormalizeTime(t time.Time) time.Time {
 	return t.UTC().Truncate(time.Microsecond)
 }
 
-// NormalizeBound returns a ReadTime bound in the form of stored timestamps:
-// UTC, rounded up to the next whole microsecond when it has finer digits.
-// Rounding up keeps start <= Timestamp and Timestamp < end exact, since
-// stored timestamps are whole microseconds. The zero time stays zero.
-func NormalizeBound(t time.Time) time.Time {
-	if t.IsZero() {
-		return t
-	}
-	u := NormalizeTime(t)
-	if u.Before(t) {
-		u = u.Add(time.Microsecond)
-	}
-	return u
-}
-
 // AssignVersions checks the prepared events of one Append against their
 // aggregate's current version and, where the events carry version 0,
 // numbers them current+1, current+2, ... It returns a *ConflictError when

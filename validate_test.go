@@ -139,13 +139,3 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-func TestNormalizeBound(t *testing.T) {
-	zone := time.FixedZone("X", 3600)
-	exact := time.Date(2025, 1, 2, 3, 4, 5, 6000, zone)
-	require.Equal(t, exact.UTC(), eventstore.NormalizeBound(exact))
-	require.Equal(t, time.Date(2025, 1, 2, 2, 4, 5, 7000, time.UTC), eventstore.NormalizeBound(exact.Add(1)))
-	require.Equal(t, time.Date(2025, 1, 2, 2, 4, 5, 7000, time.UTC), eventstore.NormalizeBound(exact.Add(999)))
-	before := time.Date(1960, 1, 1, 0, 0, 0, 500, time.UTC) // negative Unix time
-	require.Equal(t, time.Date(1960, 1, 1, 0, 0, 0, 1000, time.UTC), eventstore.NormalizeBound(before))
-	require.True(t, eventstore.NormalizeBound(time.Time{}).IsZero())
-}

@@ -260,7 +260,7 @@ func clampMicros(t time.Time) int64 {
 	case t.After(time.UnixMicro(maxMicros)):
 		return maxMicros + 1
 	}
-	return eventstore.NormalizeBound(t).UnixMicro()
+	return eventstore.NormalizeTime(t).UnixMicro()
 }
 
 // scanPages is how many pages of records ReadTime of one aggregate scans

@@ -161,7 +161,7 @@ func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition ui
 
 // ReadTime implements eventstore.Store.
 func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[eventstore.Event, error] {
-	start, end = eventstore.NormalizeBound(start), eventstore.NormalizeBound(end)
+	start, end = eventstore.NormalizeTime(start), eventstore.NormalizeTime(end)
 	index := func() []uint64 {
 		if aggregateID == "" {
 			return s.byTime

@@ -177,18 +177,18 @@ func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition ui
 }
 
 // ReadTime implements eventstore.Store. Bounds are taken as
-// eventstore.NormalizeBound gives them, as on every backend.
+// eventstore.NormalizeTime gives them, as on every backend.
 func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[eventstore.Event, error] {
 	if aggregateID != "" && !validName(aggregateID) {
 		return s.empty(ctx)
 	}
-	start = eventstore.NormalizeBound(start)
+	start = eventstore.NormalizeTime(start)
 	if start.Before(minTimestamp) {
 		start = minTimestamp
 	}
 	upper := pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
 	if !end.IsZero() {
-		end = eventstore.NormalizeBound(end)
+		end = eventstore.NormalizeTime(end)
 		if !start.Before(end) || start.After(maxTimestamp) {
 			return s.empty(ctx)
 		}

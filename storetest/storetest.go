@@ -710,13 +710,19 @@ func testReadTime(t *testing.T, newStore NewStore) {
 		require.Equal(t, []string{`"b20"`}, payloads(got))
 	})
 
-	t.Run("SubMicrosecondBoundsAreExact", func(t *testing.T) {
-		// Stored timestamps are whole microseconds; bounds with finer
-		// digits still mean start <= Timestamp < end.
-		b20 := base.Add(20 * time.Minute)
-		require.Empty(t, payloads(collect(t, s.ReadTime(ctx, "b", b20.Add(time.Nanosecond), b20.Add(time.Minute)))))
-		require.Equal(t, []string{`"b20"`}, payloads(collect(t, s.ReadTime(ctx, "b", b20.Add(-time.Nanosecond), b20.Add(time.Nanosecond)))))
-		require.Empty(t, payloads(collect(t, s.ReadTime(ctx, "b", b20.Add(-time.Microsecond), b20.Add(-time.Nanosecond)))))
+	t.Run("BoundsAtMicrosecondPrecision", func(t *testing.T) {
+		// Bounds are truncated to microseconds like stored timestamps, so
+		// a range starting at the timestamp an event was appended with
+		// finds it, and one ending there does not.
+		s := newStore(t)
+		ts := base.Add(123456789 * time.Nanosecond)
+		e := ev("fine", "T", 0, `{}`)
+		e.Timestamp = ts
+		mustAppend(t, s, e)
+		require.Len(t, collect(t, s.ReadTime(ctx, "fine", ts, ts.Add(time.Microsecond))), 1)
+		require.Len(t, collect(t, s.ReadTime(ctx, "", ts, time.Time{})), 1)
+		require.Empty(t, collect(t, s.ReadTime(ctx, "fine", ts.Add(-time.Second), ts)))
+		require.Empty(t, collect(t, s.ReadTime(ctx, "fine", ts.Add(time.Microsecond), time.Time{})))
 	})
 
 	t.Run("ManyEqualTimestampsPage", func(t *testing.T) {
