@@ -138,4 +138,3 @@ func TestErrors(t *testing.T) {
 		require.Regexp(t, `^eventstore: `, err.Error())
 	}
 }
-
