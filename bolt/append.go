@@ -92,6 +92,13 @@ func (s *Store) submit(r *appendReq) {
 
 	s.commitBatch(batch)
 
+	// Answer first, then hand over: the goroutines answered can queue
+	// their next appends for the next commit.
+	for _, b := range batch {
+		if b != r {
+			b.wake <- false
+		}
+	}
 	s.qmu.Lock()
 	if len(s.queue) > 0 {
 		s.queue[0].wake <- true
@@ -99,11 +106,6 @@ func (s *Store) submit(r *appendReq) {
 		s.leading = false
 	}
 	s.qmu.Unlock()
-	for _, b := range batch {
-		if b != r {
-			b.wake <- false
-		}
-	}
 }
 
 // errInternal marks an error that leaves a write transaction in an unknown
