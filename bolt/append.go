@@ -239,10 +239,15 @@ func newWriter(tx *bbolt.Tx) (*writer, error) {
 // whether it wrote. An error that is not an errInternal means it wrote
 // nothing.
 func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err error) {
-	// A call whose IDs are stored is a retry or a duplicate.
+	// A call whose IDs are stored is a retry or a duplicate. An ID that
+	// Prepare just generated (a UUIDv7: 74 random bits within its
+	// millisecond) is not looked up: it cannot be stored yet.
 	var stored []eventstore.Event
 	var found []bool
 	for i, id := range r.ids {
+		if r.caller[i].ID == "" {
+			continue
+		}
 		k := w.ids.Get(id)
 		if k == nil {
 			continue
