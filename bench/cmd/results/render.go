@@ -242,7 +242,7 @@ func render(e env, res *results, raw []byte) string {
 		sb.WriteString("| commit | " + e.commit + " |\n")
 	}
 	sb.WriteString("| command | `" + e.command + "` |\n\n")
-	sb.WriteString("Figures are medians of the runs. The ratios compare each figure with `rawbolt` in the same run: ")
+	sb.WriteString("Figures are medians of the runs (the benchmarks the aims compare ran several times, in turn; see the command). The ratios compare each figure with `rawbolt` in the same run: ")
 	sb.WriteString("bbolt used directly, writing the same buckets, keys, index entries and msgpack records as `bolt`, one `Update` per append ")
 	sb.WriteString("(`DB.Batch`, with bbolt's default 10 ms batch delay, in the parallel cases), always durable (so `bolt-nosync`'s ratio ")
 	sb.WriteString("is to a durable baseline); it reads in one `View` and decodes each record into an `eventstore.Event` plainly ")
