@@ -23,6 +23,7 @@ var backends = []backend{
 	{name: "bolt-nosync", open: openBolt(true), append: true},
 	postgresBackend,
 	{name: "rawbolt", open: openRawBolt, reopen: reopenRawBolt, append: true, replay: true},
+	{name: "rawbolt-nosync", open: openRawBoltNoSync, append: true},
 }
 
 func openMemory(testing.TB, bool, bool) *handle {
@@ -114,6 +115,18 @@ func release(b *testing.B, h *handle, events int) {
 }
 
 var background = context.Background()
+
+// openRawBoltNoSync opens the baseline without fsync: bolt-nosync's
+// counterpart, which measures the layer's CPU cost without the disk's.
+func openRawBoltNoSync(tb testing.TB, concurrent, _ bool) *handle {
+	tb.Helper()
+	path := newPath("rawbolt")
+	s, err := openRaw(path, true, concurrent)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &handle{target: s, size: boltSize(path), cleanup: removeFile(path)}
+}
 
 // reopenRawBolt closes a loaded fixture and opens it again with fsync on.
 func reopenRawBolt(tb testing.TB, h *handle) *handle {

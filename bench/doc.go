@@ -27,7 +27,9 @@
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable), and rawbolt: the
 // baseline, plain bbolt writing the same buckets, keys and records as
 // package bolt, one Update per append (DB.Batch for the parallel cases),
-// reading in one View. Replay has no bolt-nosync row: reads do not sync.
+// reading in one View; and rawbolt-nosync, the same without fsync, which
+// bolt-nosync is compared with. Replay has no nosync rows: reads do not
+// sync.
 //
 // Every benchmark reports, besides ns/op, B/op and allocs/op:
 //

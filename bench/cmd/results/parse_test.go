@@ -44,8 +44,8 @@ func TestParse(t *testing.T) {
 	tables := renderTables(res)
 	for _, want := range []string{
 		"| Append, 1 event per call (durable) <br>`Append/batch=1` | 117.0k (88.40x) | 653 (0.49x) | 1.32k (1.00x) |",
-		"| 0.49x (653 vs 1.32k events/s) | missed |",
-		"| 11.4x (7.46k vs 653 events/s) | met |",
+		"| 0.493x (653 vs 1.32k events/s) | missed |",
+		"| 11.43x (7.46k vs 653 events/s) | met |",
 	} {
 		if !strings.Contains(tables, want) {
 			t.Errorf("tables lack %q:\n%s", want, tables)
