@@ -115,8 +115,9 @@ func putReadBuf(rb *readBuf) {
 	}
 	clear(rb.page[:cap(rb.page)])
 	rb.page = rb.page[:0]
-	clear(rb.d.fixups[:cap(rb.d.fixups)])
 	rb.d.fixups = rb.d.fixups[:0]
+	clear(rb.d.metas[:cap(rb.d.metas)])
+	rb.d.metas = rb.d.metas[:0]
 	rb.d.strs = rb.d.strs[:0]
 	rb.d.slab = nil
 	rb.d.aggregateID = ""

@@ -138,52 +138,59 @@ type rawEvent struct {
 // parseEventRecord checks and parses the record v.
 func parseEventRecord(v []byte) (rawEvent, error) {
 	var r rawEvent
+	err := parseEventRecordTo(&r, v)
+	return r, err
+}
+
+// parseEventRecordTo is parseEventRecord into *r, which it may change even
+// when it fails.
+func parseEventRecordTo(r *rawEvent, v []byte) error {
 	b, err := checkRecord(v)
 	if err != nil {
-		return r, err
+		return err
 	}
 	n, b, ok := readArrayLen(b)
 	if !ok || n != eventFields {
-		return r, errRecord
+		return errRecord
 	}
 	if r.id, b, ok = readBytes(b); !ok || len(r.id) != 16 {
-		return r, errRecord
+		return errRecord
 	}
 	if r.aggregateID, b, ok = readBytes(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	if r.typ, b, ok = readBytes(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	if r.version, b, ok = readUint(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	if r.position, b, ok = readUint(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	if r.micros, b, ok = readInt(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	if r.payload, b, ok = readBytes(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	if r.metaLen, b, ok = readMapLen(b); !ok {
-		return r, errRecord
+		return errRecord
 	}
 	r.meta = b
 	for range r.metaLen {
 		if _, b, ok = readBytes(b); !ok {
-			return r, errRecord
+			return errRecord
 		}
 		if _, b, ok = readBytes(b); !ok {
-			return r, errRecord
+			return errRecord
 		}
 	}
 	if len(b) != 0 {
-		return r, errRecord
+		return errRecord
 	}
 	r.meta = r.meta[:len(r.meta)-len(b)]
-	return r, nil
+	return nil
 }
 
 // decoder turns records into events, copying every byte out of the record
@@ -202,26 +209,38 @@ type decoder struct {
 
 	slab []byte // the payload slab being filled; never reused once cut
 
+	// recent caches interned strings by a cheap hash of their bytes, in
+	// front of interned.
+	recent [32]string
+
 	// The strings of the page being decoded, made into one string by
-	// finish, and the fields to set from it.
+	// finish, and the fields to set from it: the IDs and aggregate IDs
+	// (fixups, free of pointers, one or two per event) and the metadata
+	// values (metas).
 	strs   []byte
 	fixups []fixup
+	metas  []metaFixup
 	agg    fixup // the pending aggregate ID, when agg.n > 0
 }
 
-// fixup sets a string field of page[i] from the page's strings.
+// fixup sets the ID or AggregateID of page[i] from the page's strings.
 type fixup struct {
 	i, off, n int32
 	field     uint8
-	key       string // the metadata key, for fieldMeta
-	pairs     int32  // the event's number of metadata pairs, for fieldMeta
+}
+
+// metaFixup sets the value of a metadata key of page[i] from the page's
+// strings.
+type metaFixup struct {
+	i, off, n int32
+	pairs     int32  // the event's number of metadata pairs
+	key       string // the metadata key
 }
 
 // The fields a fixup sets.
 const (
 	fieldAggregateID = iota
 	fieldID
-	fieldMeta
 )
 
 // maxInterned bounds the strings a decoder keeps for reuse.
@@ -230,14 +249,14 @@ const maxInterned = 256
 // Payload slabs: payloads up to slabMaxPayload bytes share slabs of
 // slabSize bytes.
 const (
-	slabSize       = 32 << 10
+	slabSize       = 32<<10 - 64 // an allocation of the largest small size class, not a large one
 	slabMaxPayload = 2 << 10
 )
 
 // decode parses the record v stored under the events key k into e.
 func (d *decoder) decode(k, v []byte, e *eventstore.Event) error {
-	r, err := parseEventRecord(v)
-	if err != nil {
+	var r rawEvent
+	if err := parseEventRecordTo(&r, v); err != nil {
 		return corrupt("event", k, err)
 	}
 	return d.fill(k, &r, e, -1)
@@ -247,8 +266,8 @@ func (d *decoder) decode(k, v []byte, e *eventstore.Event) error {
 // it to page. The event's ID and perhaps its AggregateID stay empty until
 // finish(page).
 func (d *decoder) decodePage(k, v []byte, page []eventstore.Event) ([]eventstore.Event, error) {
-	r, err := parseEventRecord(v)
-	if err != nil {
+	var r rawEvent
+	if err := parseEventRecordTo(&r, v); err != nil {
 		return page, corrupt("event", k, err)
 	}
 	page = append(page, eventstore.Event{})
@@ -260,7 +279,7 @@ func (d *decoder) decodePage(k, v []byte, page []eventstore.Event) ([]eventstore
 
 // finish sets the strings of the events decodePage appended to page.
 func (d *decoder) finish(page []eventstore.Event) {
-	if len(d.fixups) == 0 {
+	if len(d.fixups) == 0 && len(d.metas) == 0 {
 		return
 	}
 	s := string(d.strs)
@@ -269,19 +288,22 @@ func (d *decoder) finish(page []eventstore.Event) {
 			continue // an event dropped on error
 		}
 		v := s[f.off : f.off+f.n]
-		switch f.field {
-		case fieldAggregateID:
-			page[f.i].AggregateID = v
-		case fieldID:
+		if f.field == fieldID {
 			page[f.i].ID = v
-		case fieldMeta:
-			m := page[f.i].Metadata
-			if m == nil {
-				m = make(map[string]string, f.pairs)
-				page[f.i].Metadata = m
-			}
-			m[f.key] = v
+		} else {
+			page[f.i].AggregateID = v
 		}
+	}
+	for _, f := range d.metas {
+		if int(f.i) >= len(page) {
+			continue // an event dropped on error
+		}
+		m := page[f.i].Metadata
+		if m == nil {
+			m = make(map[string]string, f.pairs)
+			page[f.i].Metadata = m
+		}
+		m[f.key] = s[f.off : f.off+f.n]
 	}
 	if d.agg.n > 0 {
 		d.aggregateID = s[d.agg.off : d.agg.off+d.agg.n]
@@ -289,6 +311,8 @@ func (d *decoder) finish(page []eventstore.Event) {
 	}
 	d.strs = d.strs[:0]
 	d.fixups = d.fixups[:0]
+	clear(d.metas)
+	d.metas = d.metas[:0]
 }
 
 // fill copies the parsed record r, stored under the events key k, into e,
@@ -343,7 +367,7 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 				continue
 			}
 			// finish makes the map and sets the value.
-			d.fixups = append(d.fixups, fixup{i: int32(i), off: int32(len(d.strs)), n: int32(len(val)), field: fieldMeta, key: k, pairs: int32(r.metaLen)})
+			d.metas = append(d.metas, metaFixup{i: int32(i), off: int32(len(d.strs)), n: int32(len(val)), key: k, pairs: int32(r.metaLen)})
 			d.strs = append(d.strs, val...)
 		}
 	}
@@ -353,16 +377,25 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 // intern returns b as a string, the same string for the same bytes while
 // it has room.
 func (d *decoder) intern(b []byte) string {
-	if s, ok := d.interned[string(b)]; ok {
+	var h uint
+	if n := len(b); n > 0 {
+		h = (uint(n) + uint(b[0])*3 + uint(b[n/2])*5 + uint(b[n-1])*7) % uint(len(d.recent))
+	}
+	if s := d.recent[h]; s == string(b) {
 		return s
 	}
-	s := string(b)
-	if d.interned == nil {
-		d.interned = make(map[string]string)
-	}
-	if len(d.interned) < maxInterned {
+	s, ok := d.interned[string(b)]
+	if !ok {
+		s = string(b)
+		if d.interned == nil {
+			d.interned = make(map[string]string)
+		}
+		if len(d.interned) >= maxInterned {
+			return s
+		}
 		d.interned[s] = s
 	}
+	d.recent[h] = s
 	return s
 }
 
@@ -397,19 +430,41 @@ var (
 
 // formatUUID writes the canonical form of the 16-byte UUID u into dst.
 func formatUUID(dst *[36]byte, u []byte) {
-	const digits = "0123456789abcdef"
 	_ = u[15]
-	for i, at := range uuidDigits {
-		b := u[i]
-		dst[at] = digits[b>>4]
-		dst[at+1] = digits[b&0x0f]
+	put := func(at int, b byte) {
+		dst[at], dst[at+1] = hexPairs[2*int(b)], hexPairs[2*int(b)+1]
 	}
-	dst[8], dst[13], dst[18], dst[23] = '-', '-', '-', '-'
+	put(0, u[0])
+	put(2, u[1])
+	put(4, u[2])
+	put(6, u[3])
+	dst[8] = '-'
+	put(9, u[4])
+	put(11, u[5])
+	dst[13] = '-'
+	put(14, u[6])
+	put(16, u[7])
+	dst[18] = '-'
+	put(19, u[8])
+	put(21, u[9])
+	dst[23] = '-'
+	put(24, u[10])
+	put(26, u[11])
+	put(28, u[12])
+	put(30, u[13])
+	put(32, u[14])
+	put(34, u[15])
 }
 
-// uuidDigits are where the digits of each byte of a UUID go in its
-// canonical form.
-var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+// hexPairs holds the two lower-case hex digits of every byte, in order.
+var hexPairs = func() *[512]byte {
+	const digits = "0123456789abcdef"
+	var t [512]byte
+	for b := range 256 {
+		t[2*b], t[2*b+1] = digits[b>>4], digits[b&0x0f]
+	}
+	return &t
+}()
 
 // appendSnapshotRecord appends the record of snap to dst.
 func appendSnapshotRecord(dst []byte, snap *eventstore.Snapshot) []byte {
