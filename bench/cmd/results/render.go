@@ -252,7 +252,8 @@ func render(e env, res *results, raw []byte) string {
 	if e.commit != "" {
 		sb.WriteString("| commit | " + e.commit + " |\n")
 	}
-	sb.WriteString("| command | `" + e.command + "` |\n\n")
+	// A | ends a table cell even inside a code span: escape it.
+	sb.WriteString("| command | `" + strings.ReplaceAll(e.command, "|", `\|`) + "` |\n\n")
 	sb.WriteString("Figures are medians of the runs (the benchmarks the aims compare ran several times, in turn; see the command). The ratios compare each figure with `rawbolt` in the same run: ")
 	sb.WriteString("bbolt used directly, writing the same buckets, keys, index entries and msgpack records as `bolt`, one `Update` per append ")
 	sb.WriteString("(`DB.Batch`, with bbolt's default 10 ms batch delay, in the parallel cases); `rawbolt-nosync` is the same without fsync, ")
