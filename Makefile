@@ -15,8 +15,8 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: lint ## everything: lint, all tests with the race detector, every example
-	$(GO) test $(RACE) -timeout $(TIMEOUT) $(PKGS)
+test: lint ## everything: lint, all tests with the race detector (never cached: they talk to PostgreSQL), every example
+	$(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) $(PKGS)
 	$(MAKE) --no-print-directory examples
 
 .PHONY: example
