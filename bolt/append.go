@@ -142,6 +142,8 @@ func (s *Store) commitBatch(batch []*appendReq) {
 func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	defer recovered(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	s.wmu.Lock()
+	defer s.wmu.Unlock() // after the commit or rollback below
 	if s.poisoned.Load() {
 		return -1, errNeedsReopen
 	}

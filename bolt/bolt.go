@@ -187,6 +187,14 @@ type Store struct {
 	// it is reopened.
 	poisoned atomic.Bool
 
+	// wmu serializes write transactions (group commits and snapshot
+	// writes) together with the poisoned check: a writer takes it, checks
+	// poisoned, and holds it until its commit or rollback has set poisoned
+	// or stuck. bbolt releases its own writer lock inside a failing Commit,
+	// before poisoned is set, so without wmu another write could begin and
+	// commit after a failed one.
+	wmu sync.Mutex
+
 	// stuck is set when a write transaction panicked while rolling back:
 	// bbolt may still hold its writer lock, so Close must not wait for it.
 	stuck atomic.Bool
@@ -384,6 +392,8 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 		return err
 	}
 	defer s.exit()
+	s.wmu.Lock()
+	defer s.wmu.Unlock() // after the commit or rollback below
 	if s.poisoned.Load() {
 		return errNeedsReopen
 	}

@@ -75,6 +75,46 @@ func TestStore_UnknownOutcome(t *testing.T) {
 	}
 }
 
+// TestStore_NoWriteAfterFailedCommit checks that a write waiting while
+// another write's commit fails does not commit after it: bbolt releases its
+// writer lock inside the failing Commit, before the store is poisoned.
+func TestStore_NoWriteAfterFailedCommit(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	require.NoError(t, err)
+	defer s.Close()
+
+	inCommit, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	s.commit = func(tx *bbolt.Tx) error {
+		if calls.Add(1) > 1 {
+			return tx.Commit()
+		}
+		close(inCommit)
+		<-release
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		return errInjected
+	}
+	saved := make(chan error, 1)
+	go func() { saved <- s.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: "a", Version: 1}) }()
+	<-inCommit
+	appended := make(chan error, 1)
+	go func() {
+		_, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
+		appended <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the Append reach its transaction
+	close(release)
+
+	require.ErrorIs(t, <-saved, eventstore.ErrUnknownOutcome)
+	require.ErrorIs(t, <-appended, eventstore.ErrNeedsReopen, "an append committed after a failed commit")
+	got, err := eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
 // TestStore_GroupCommit checks that concurrent appends share commits, that
 // each gets its own answer, and that conflicts fail alone.
 func TestStore_GroupCommit(t *testing.T) {
