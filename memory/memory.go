@@ -11,6 +11,7 @@ import (
 	"context"
 	"iter"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -154,6 +155,9 @@ func (s *Store) ReadAll(ctx context.Context, afterPosition uint64) iter.Seq2[eve
 func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition uint64) iter.Seq2[eventstore.Event, error] {
 	return s.read(ctx, func() []uint64 { return s.types[eventType] }, func(positions []uint64, last uint64) int {
 		after := max(afterPosition, last)
+		if after == math.MaxUint64 {
+			return len(positions) // nothing comes after; after+1 would wrap
+		}
 		i, _ := slices.BinarySearch(positions, after+1)
 		return i
 	})
