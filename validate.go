@@ -16,6 +16,10 @@ const (
 	// MaxNameLength is the longest AggregateID or Type, in bytes.
 	MaxNameLength = 512
 
+	// MaxMetadataSize is the most bytes an event's metadata keys and
+	// values may hold together.
+	MaxMetadataSize = 64 << 10
+
 	// DefaultMaxPayloadSize is the largest payload a store accepts unless
 	// its options say otherwise, in bytes.
 	DefaultMaxPayloadSize = 1 << 20
@@ -44,8 +48,9 @@ var (
 //   - an ID that is not a UUID;
 //   - a Payload that is not a JSON document in UTF-8, or is larger than
 //     maxPayload;
-//   - Metadata with an empty key, or a key or value that is not UTF-8 or
-//     holds a NUL byte;
+//   - Metadata with an empty key, a key or value that is not UTF-8 or
+//     holds a NUL byte, or more than MaxMetadataSize bytes of keys and
+//     values;
 //   - a Timestamp outside the years 1 to 9999;
 //   - events of more than one aggregate, the same ID twice, versions that
 //     mix zero and non-zero, or non-zero versions that are not consecutive.
@@ -84,13 +89,18 @@ func Prepare(events []Event, maxPayload int) ([]Event, error) {
 			return nil, invalid(i, "Payload", "not a JSON document in UTF-8")
 		}
 		e.Payload = bytes.Clone(e.Payload)
+		metaSize := 0
 		for k, v := range e.Metadata {
+			metaSize += len(k) + len(v)
 			if k == "" {
 				return nil, invalid(i, "Metadata", "empty key")
 			}
 			if !validString(k) || !validString(v) {
 				return nil, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
 			}
+		}
+		if metaSize > MaxMetadataSize {
+			return nil, invalid(i, "Metadata", "larger than 64 KiB")
 		}
 		if len(e.Metadata) == 0 {
 			e.Metadata = nil

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,7 +244,9 @@ func testAppend(t *testing.T, newStore NewStore) {
 		agg := strings.Repeat("é", eventstore.MaxNameLength/2)
 		typ := strings.Repeat("t", eventstore.MaxNameLength)
 		payload := `"` + strings.Repeat("x", eventstore.DefaultMaxPayloadSize-2) + `"`
-		out := mustAppend(t, s, ev(agg, typ, 1, payload))
+		e := ev(agg, typ, 1, payload)
+		e.Metadata = map[string]string{"k": strings.Repeat("m", eventstore.MaxMetadataSize-1)}
+		out := mustAppend(t, s, e)
 		got := collect(t, s.ReadAggregate(ctx, agg, 0))
 		requireSameEvents(t, out, got)
 	})
@@ -581,6 +584,9 @@ func testRead(t *testing.T, newStore NewStore) {
 		require.NoError(t, err)
 		require.Equal(t, []uint64{2, 4}, positions(byType))
 		require.Empty(t, collect(t, s.ReadType(ctx, "Nothing", 0)))
+		require.Empty(t, collect(t, s.ReadType(ctx, "User", math.MaxUint64)))
+		require.Empty(t, collect(t, s.ReadAll(ctx, math.MaxUint64)))
+		require.Empty(t, collect(t, s.ReadAggregate(ctx, "a", math.MaxUint64)))
 	})
 
 	t.Run("ReadsEqualAppendResults", func(t *testing.T) {
@@ -1033,6 +1039,9 @@ func testInvalidInput(t *testing.T, newStore NewStore) {
 		{"MetadataEmptyKey", []eventstore.Event{with(func(e *eventstore.Event) { e.Metadata = map[string]string{"": "v"} })}},
 		{"MetadataKeyWithNUL", []eventstore.Event{with(func(e *eventstore.Event) { e.Metadata = map[string]string{"k\x00": "v"} })}},
 		{"MetadataValueWithNUL", []eventstore.Event{with(func(e *eventstore.Event) { e.Metadata = map[string]string{"k": "\x00"} })}},
+		{"MetadataTooLarge", []eventstore.Event{with(func(e *eventstore.Event) {
+			e.Metadata = map[string]string{"a": strings.Repeat("x", eventstore.MaxMetadataSize/2), "b": strings.Repeat("y", eventstore.MaxMetadataSize/2)}
+		})}},
 		{"MetadataValueNotUTF8", []eventstore.Event{with(func(e *eventstore.Event) { e.Metadata = map[string]string{"k": "\xfe"} })}},
 		{"TimestampBeyond9999", []eventstore.Event{with(func(e *eventstore.Event) { e.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) })}},
 		{"TimestampBeforeYear1", []eventstore.Event{with(func(e *eventstore.Event) { e.Timestamp = time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC) })}},
