@@ -98,7 +98,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		if errors.Is(err, eventstore.ErrConflict) {
 			// The version check saw every committed append, so only a writer
 			// that bypasses log_head gets here.
-			v, _ := s.Version(ctx, aggID)
+			v, _ := s.Version(context.WithoutCancel(ctx), aggID)
 			return nil, &eventstore.ConflictError{AggregateID: aggID, Expected: max(prepared[0].Version, 1) - 1, Actual: v}
 		}
 		return nil, err
@@ -245,6 +245,11 @@ func (s *Store) lead() {
 // A group of one runs under its append's ctx; a larger group runs until
 // every append in it has given up.
 func (s *Store) runGroup(group []*appendReq) ([]appendResult, error) {
+	if s.closed.Load() {
+		// Queued before Close: refuse rather than write on a pool the
+		// caller may still own (New).
+		return nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
+	}
 	ctx := group[0].ctx
 	if len(group) > 1 {
 		var cancel context.CancelFunc
