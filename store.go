@@ -91,7 +91,9 @@ func (e Event) Unmarshal(v any) error {
 // Reads return single-use iterators. An iterator reads lazily, page by page;
 // it releases what it holds when the caller stops early (break), checks ctx
 // between items, and on failure yields one non-nil error and stops. A caller
-// may call Append from inside the loop of a read.
+// may call Append from inside the loop of a read. Reads and Version of an
+// aggregate ID or type that no event can have (see Prepare) find nothing;
+// they are not errors.
 type Store interface {
 	// Append atomically stores events, all of which must belong to one
 	// aggregate, and returns them as stored: IDs, timestamps, versions and

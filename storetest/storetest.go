@@ -534,6 +534,23 @@ func testRead(t *testing.T, newStore NewStore) {
 		require.Equal(t, []uint64{5}, versions(events))
 	})
 
+	t.Run("NamesNoStoreAcceptsReadAsEmpty", func(t *testing.T) {
+		// No event can have such an aggregate ID or type, so reads find
+		// nothing, on every backend, rather than failing.
+		s := newStore(t)
+		mustAppend(t, s, ev("a", "T", 0, `{}`))
+		for _, name := range []string{"", "a\x00", "\xff", strings.Repeat("a", eventstore.MaxNameLength+1)} {
+			require.Empty(t, collect(t, s.ReadAggregate(ctx, name, 0)), "ReadAggregate %q", name)
+			require.Empty(t, collect(t, s.ReadType(ctx, name, 0)), "ReadType %q", name)
+			if name != "" { // "" means every aggregate in ReadTime
+				require.Empty(t, collect(t, s.ReadTime(ctx, name, time.Time{}, time.Time{})), "ReadTime %q", name)
+			}
+			v, err := s.Version(ctx, name)
+			require.NoError(t, err, "Version %q", name)
+			require.Zero(t, v, "Version %q", name)
+		}
+	})
+
 	t.Run("PrefixAggregatesStaySeparate", func(t *testing.T) {
 		s := newStore(t)
 		ids := []string{"a", "ab", "a/b", "a b", "a\x01", "b", "aa", "a\xc3\xa9"}
