@@ -58,9 +58,9 @@ type ack struct {
 	n     int
 }
 
-// runCrashChild starts a child appending to path, kills it delay after it
-// is ready, and records the appends it acknowledged.
-func runCrashChild(t *testing.T, path string, delay time.Duration, acked map[string]ack) {
+// startCrashChild starts this test binary as a crash child appending to
+// path, and returns it with a scanner on its standard output.
+func startCrashChild(t *testing.T, path string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+path)
@@ -72,7 +72,14 @@ func runCrashChild(t *testing.T, path string, delay time.Duration, acked map[str
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := bufio.NewScanner(out)
+	return cmd, bufio.NewScanner(out)
+}
+
+// runCrashChild starts a child appending to path, kills it delay after it
+// is ready, and records the appends it acknowledged.
+func runCrashChild(t *testing.T, path string, delay time.Duration, acked map[string]ack) {
+	t.Helper()
+	cmd, lines := startCrashChild(t, path)
 	ready := false
 	for !ready && lines.Scan() {
 		ready = lines.Text() == "ready"
@@ -93,7 +100,7 @@ func runCrashChild(t *testing.T, path string, delay time.Duration, acked map[str
 			acked[batch] = a
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	status, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	if !ok || !status.Signaled() {
 		t.Fatalf("child was not killed: %v", err)
@@ -208,21 +215,11 @@ func TestOpen_ErrLockedOtherProcess(t *testing.T) {
 		t.Skip("in the crash child")
 	}
 	path := filepath.Join(t.TempDir(), "events.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, lines := startCrashChild(t, path)
 	defer func() {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}()
-	lines := bufio.NewScanner(out)
 	if !lines.Scan() || lines.Text() != "ready" {
 		t.Fatalf("child did not start: %v", lines.Err())
 	}

@@ -220,17 +220,7 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("reflect", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var r struct {
-				_msgpack    struct{} `msgpack:",as_array"`
-				ID          []byte
-				AggregateID string
-				Type        string
-				Version     uint64
-				Position    uint64
-				Timestamp   int64
-				Payload     []byte
-				Metadata    map[string]string
-			}
+			var r libRecord
 			if err := msgpack.Unmarshal(rec[crcSize:], &r); err != nil {
 				b.Fatal(err)
 			}
