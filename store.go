@@ -61,6 +61,12 @@ type Event struct {
 	// user_id. Keys are non-empty; keys and values are UTF-8 with no NUL
 	// byte. A nil and an empty map mean the same; reads return nil for an
 	// event stored without metadata.
+	//
+	// The map of an event that a read yields is read-only: events of one
+	// read whose metadata are equal (the events of one Append usually
+	// carry the same correlation metadata) may share one map, which saves a
+	// map per event on replay. Clone it (maps.Clone) before changing it.
+	// No read shares a map with the store or with another read.
 	Metadata map[string]string
 
 	// Timestamp is when the event happened. Append sets it to the current

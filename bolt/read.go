@@ -110,7 +110,7 @@ func getReadBuf() *readBuf { return readBufs.Get().(*readBuf) }
 // putReadBuf returns rb to the pool, dropping every reference to what the
 // caller got, unless it grew too large to keep.
 func putReadBuf(rb *readBuf) {
-	if cap(rb.page) > 4096 || cap(rb.d.strs) > 1<<20 {
+	if cap(rb.page) > 4096 || cap(rb.d.strs) > 1<<20 || cap(rb.d.metaRaw) > 64<<10 {
 		return
 	}
 	clear(rb.page[:cap(rb.page)])
@@ -120,6 +120,8 @@ func putReadBuf(rb *readBuf) {
 	rb.d.metas = rb.d.metas[:0]
 	rb.d.strs = rb.d.strs[:0]
 	rb.d.slab = nil
+	rb.d.forgetMeta()
+	rb.d.shares = rb.d.shares[:0]
 	rb.d.aggregateID = ""
 	rb.d.agg = fixup{}
 	readBufs.Put(rb)

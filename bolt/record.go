@@ -203,6 +203,13 @@ func parseEventRecordTo(r *rawEvent, v []byte) error {
 // string per page. The slices are capped, so that no append by a caller
 // reaches another event's bytes; a caller that keeps one event keeps at most
 // a slab and a page's strings alive.
+//
+// Page mode also shares metadata: an event whose metadata record equals the
+// last one decoded gets the same map (the events of one Append usually carry
+// the same correlation metadata). The rule that a read event's Metadata is
+// read-only (see eventstore.Event) allows it; maps are shared only within
+// one read, as the pooled decoder forgets them between reads (see
+// putReadBuf).
 type decoder struct {
 	aggregateID string            // the last aggregate ID, reused while it repeats
 	interned    map[string]string // types and metadata keys, reused
@@ -220,8 +227,23 @@ type decoder struct {
 	strs   []byte
 	fixups []fixup
 	metas  []metaFixup
+	shares []shareFixup
 	agg    fixup // the pending aggregate ID, when agg.n > 0
+
+	// The last metadata decoded in page mode: its record (a copy) and its
+	// map. metaOwner is noMeta when there is none, metaDone when the map is
+	// made (meta), and 1 + the index of its event in the page while the map
+	// waits for finish.
+	metaRaw   []byte
+	meta      map[string]string
+	metaOwner int32
 }
+
+// Values of decoder.metaOwner besides an event's index + 1.
+const (
+	noMeta   = 0  // no metadata to share
+	metaDone = -1 // the map is made: decoder.meta
+)
 
 // fixup sets the ID or AggregateID of page[i] from the page's strings.
 type fixup struct {
@@ -236,6 +258,9 @@ type metaFixup struct {
 	pairs     int32  // the event's number of metadata pairs
 	key       string // the metadata key
 }
+
+// shareFixup sets the Metadata of page[i] to that of page[from].
+type shareFixup struct{ i, from int32 }
 
 // The fields a fixup sets.
 const (
@@ -279,7 +304,7 @@ func (d *decoder) decodePage(k, v []byte, page []eventstore.Event) ([]eventstore
 
 // finish sets the strings of the events decodePage appended to page.
 func (d *decoder) finish(page []eventstore.Event) {
-	if len(d.fixups) == 0 && len(d.metas) == 0 {
+	if len(d.fixups) == 0 && len(d.metas) == 0 && len(d.shares) == 0 {
 		return
 	}
 	s := string(d.strs)
@@ -305,6 +330,20 @@ func (d *decoder) finish(page []eventstore.Event) {
 		}
 		m[f.key] = s[f.off : f.off+f.n]
 	}
+	for _, f := range d.shares {
+		if int(f.i) >= len(page) {
+			continue // an event dropped on error
+		}
+		page[f.i].Metadata = page[f.from].Metadata
+	}
+	if d.metaOwner > 0 {
+		// The map of the last metadata is made now; later pages share it.
+		if i := int(d.metaOwner) - 1; i < len(page) {
+			d.meta, d.metaOwner = page[i].Metadata, metaDone
+		} else {
+			d.meta, d.metaOwner = nil, noMeta
+		}
+	}
 	if d.agg.n > 0 {
 		d.aggregateID = s[d.agg.off : d.agg.off+d.agg.n]
 		d.agg = fixup{}
@@ -313,6 +352,13 @@ func (d *decoder) finish(page []eventstore.Event) {
 	d.fixups = d.fixups[:0]
 	clear(d.metas)
 	d.metas = d.metas[:0]
+	d.shares = d.shares[:0]
+}
+
+// forgetMeta makes the decoder share no map it made before: the next read
+// belongs to another caller.
+func (d *decoder) forgetMeta() {
+	d.meta, d.metaOwner, d.metaRaw = nil, noMeta, d.metaRaw[:0]
 }
 
 // fill copies the parsed record r, stored under the events key k, into e,
@@ -352,7 +398,20 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 	e.Timestamp = time.UnixMicro(r.micros).UTC()
 	e.Payload = d.copyPayload(r.payload, i >= 0)
 	e.Metadata = nil
+	if r.metaLen > 0 && i >= 0 && d.metaOwner != noMeta && bytes.Equal(r.meta, d.metaRaw) {
+		// The same metadata as the last event's: share its map.
+		if d.metaOwner == metaDone {
+			e.Metadata = d.meta
+		} else {
+			d.shares = append(d.shares, shareFixup{i: int32(i), from: d.metaOwner - 1})
+		}
+		return nil
+	}
 	if r.metaLen > 0 {
+		if i >= 0 {
+			d.metaRaw = append(d.metaRaw[:0], r.meta...)
+			d.meta, d.metaOwner = nil, int32(i)+1
+		}
 		if i < 0 {
 			e.Metadata = make(map[string]string, r.metaLen)
 		}
