@@ -216,6 +216,7 @@ func (s *Store) read(ctx context.Context, index func() []uint64, next func(posit
 	return func(yield func(eventstore.Event, error) bool) {
 		var last uint64
 		page := make([]eventstore.Event, 0, pageSize)
+		var c copier
 		for {
 			if err := ctx.Err(); err != nil {
 				yield(eventstore.Event{}, err)
@@ -230,12 +231,12 @@ func (s *Store) read(ctx context.Context, index func() []uint64, next func(posit
 			}
 			if index == nil {
 				for p := next(nil, last); p < len(s.log) && len(page) < pageSize; p++ {
-					page = append(page, clone(s.log[p]))
+					page = append(page, c.copy(s.log[p]))
 				}
 			} else {
 				positions := index()
 				for i := next(positions, last); i < len(positions) && len(page) < pageSize; i++ {
-					page = append(page, clone(s.log[positions[i]-1]))
+					page = append(page, c.copy(s.log[positions[i]-1]))
 				}
 			}
 			s.mu.RUnlock()
@@ -270,6 +271,28 @@ func (s *Store) Close() error {
 func clone(e eventstore.Event) eventstore.Event {
 	e.Payload = bytes.Clone(e.Payload)
 	e.Metadata = maps.Clone(e.Metadata)
+	return e
+}
+
+// copier copies the events of one read. Like bolt's reads, it gives events
+// with equal metadata one map while they come in a run (see
+// eventstore.Event.Metadata): its maps are its read's alone.
+type copier struct {
+	src, dst map[string]string // the last metadata copied and its copy
+}
+
+func (c *copier) copy(e eventstore.Event) eventstore.Event {
+	e.Payload = bytes.Clone(e.Payload)
+	switch {
+	case len(e.Metadata) == 0:
+		e.Metadata = nil
+	case c.dst != nil && maps.Equal(e.Metadata, c.src):
+		e.Metadata = c.dst
+	default:
+		c.src = e.Metadata
+		e.Metadata = maps.Clone(e.Metadata)
+		c.dst = e.Metadata
+	}
 	return e
 }
 
