@@ -24,6 +24,7 @@ var backends = []backend{
 	postgresBackend,
 	{name: "rawbolt", open: openRawBolt, reopen: reopenRawBolt, append: true, replay: true},
 	{name: "rawbolt-nosync", open: openRawBoltNoSync, append: true},
+	{name: "rawbolt-grouped", open: openRawBolt, append: true, grouped: true},
 }
 
 func openMemory(testing.TB, bool, bool) *handle {

@@ -59,6 +59,10 @@ type backend struct {
 	// BenchmarkAppend and BenchmarkReplay.
 	append, replay bool
 
+	// grouped says the backend has only the parallel rows of
+	// BenchmarkAppend, run by benchAppendGrouped: a raw store's ceiling.
+	grouped bool
+
 	// shape is the replay fixture's shape; zero means fullShape.
 	shape shape
 

@@ -27,9 +27,12 @@
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable), and rawbolt: the
 // baseline, plain bbolt writing the same buckets, keys and records as
 // package bolt, one Update per append (DB.Batch for the parallel cases),
-// reading in one View; and rawbolt-nosync, the same without fsync, which
-// bolt-nosync is compared with. Replay has no nosync rows: reads do not
-// sync.
+// reading in one View; rawbolt-nosync, the same without fsync, which
+// bolt-nosync is compared with; and rawbolt-grouped, the ceiling of group
+// commit: only the parallel rows, where one goroutine commits the writers'
+// appends in rounds of N per Update, with none of the waiting, handoffs
+// or checks of a real group commit. Replay has no nosync rows: reads do
+// not sync.
 //
 // Every benchmark reports, besides ns/op, B/op and allocs/op:
 //

@@ -12,7 +12,7 @@ const baseline = "rawbolt"
 
 // backendOrder is the order of the table's columns; backends not listed
 // follow in the order seen.
-var backendOrder = []string{"memory", "bolt", "bolt-nosync", "postgres", "rawbolt", "rawbolt-nosync"}
+var backendOrder = []string{"memory", "bolt", "bolt-nosync", "postgres", "rawbolt", "rawbolt-nosync", "rawbolt-grouped"}
 
 // baselineOf returns the backend that b is compared with in workload w:
 // rawbolt-nosync for bolt-nosync where it ran, rawbolt otherwise.
@@ -180,7 +180,11 @@ func renderAims(res *results, t *table) string {
 	bolt64, ok3 := get("Append/parallel=64", "bolt", "events/s")
 	if ok1 && ok3 && bolt1 > 0 {
 		r := bolt64 / bolt1
-		row("bolt, 64 concurrent appenders: at least 10x its single-appender rate", fmt.Sprintf("%.2fx (%s vs %s events/s)", r, human(bolt64), human(bolt1)), r >= 10, true)
+		measured := fmt.Sprintf("%.2fx (%s vs %s events/s)", r, human(bolt64), human(bolt1))
+		if g64, ok := get("Append/parallel=64", "rawbolt-grouped", "events/s"); ok && ok2 && raw1 > 0 {
+			measured += fmt.Sprintf("; bbolt's ceiling here, rawbolt-grouped's 64 appends per commit against rawbolt's 1: %.2fx", g64/raw1)
+		}
+		row("bolt, 64 concurrent appenders: at least 10x its single-appender rate", measured, r >= 10, true)
 	} else {
 		row("bolt, 64 concurrent appenders: at least 10x its single-appender rate", "—", false, false)
 	}
@@ -257,7 +261,7 @@ func render(e env, res *results, raw []byte) string {
 	sb.WriteString("Figures are medians of the runs (the benchmarks the aims compare ran several times, in turn; see the command). The ratios compare each figure with `rawbolt` in the same run: ")
 	sb.WriteString("bbolt used directly, writing the same buckets, keys, index entries and msgpack records as `bolt`, one `Update` per append ")
 	sb.WriteString("(`DB.Batch`, with bbolt's default 10 ms batch delay, in the parallel cases); `rawbolt-nosync` is the same without fsync, ")
-	sb.WriteString("`bolt-nosync`'s counterpart, so that their ratio shows the layer's CPU cost without the disk's noise. `rawbolt` reads in one `View` and decodes each record into an `eventstore.Event` plainly ")
+	sb.WriteString("`bolt-nosync`'s counterpart, so that their ratio shows the layer's CPU cost without the disk's noise. `rawbolt-grouped` has only the parallel rows: one goroutine commits the same appends as the parallel writers, g per `Update`, which is what a perfect group commit with no waiting and no checks would do; its ratio to `rawbolt`'s single append is the most grouping can gain on the machine. `rawbolt` reads in one `View` and decodes each record into an `eventstore.Event` plainly ")
 	sb.WriteString("(ID, payload, metadata map and value: 6 allocations per event), where `bolt` shares allocations across a page. ")
 	sb.WriteString("A machine shared with other work makes the figures noisy: compare ratios from one run, not figures across runs.\n\n")
 	sb.WriteString("Events carry a JSON payload of about 130 bytes and one metadata entry. The replay fixture holds 1,000,000 events ")
