@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/index"
@@ -70,6 +71,10 @@ func (s *Store) submit(r *appendReq) {
 	s.qmu.Lock()
 	s.queue = append(s.queue, r)
 	if s.leading {
+		if s.want > 0 && len(s.queue) >= s.want {
+			s.want = 0
+			s.arrived <- struct{}{} // never blocks: one send per wait
+		}
 		s.qmu.Unlock()
 		if lead := <-r.wake; !lead {
 			return
@@ -77,6 +82,7 @@ func (s *Store) submit(r *appendReq) {
 		s.qmu.Lock()
 	}
 	s.leading = true
+	s.gather()
 
 	// Take a batch from the front of the queue; r is in it.
 	n, size := 0, 0
@@ -90,10 +96,16 @@ func (s *Store) submit(r *appendReq) {
 	s.queue = slices.Delete(s.queue, 0, n)
 	s.qmu.Unlock()
 
+	start := time.Now()
 	s.commitBatch(batch)
+	took := time.Since(start)
 
 	// Answer first, then hand over: the goroutines answered can queue
 	// their next appends for the next commit.
+	s.qmu.Lock()
+	s.lastCommit = took
+	s.expect = len(batch) + len(s.queue) // the writers this commit saw
+	s.qmu.Unlock()
 	for _, b := range batch {
 		if b != r {
 			b.wake <- false
@@ -106,6 +118,48 @@ func (s *Store) submit(r *appendReq) {
 		s.leading = false
 	}
 	s.qmu.Unlock()
+}
+
+// gather waits, before the leader takes its batch, for the appends of
+// concurrent writers to join the commit (see "Writes" in the package
+// doc): until the queue holds as many as the last commit took and saw
+// arrive, while they keep coming, and at most the commit wait. It is
+// called with qmu held and returns with it held.
+func (s *Store) gather() {
+	want := min(s.expect, maxBatchRequests)
+	if len(s.queue) >= want || s.maxWait < 0 || s.lastCommit <= 0 {
+		return
+	}
+	limit := s.lastCommit / 2
+	if s.maxWait > 0 {
+		limit = min(limit, s.maxWait)
+	}
+	stall := min(max(s.lastCommit/16, 20*time.Microsecond), time.Millisecond)
+	deadline := time.Now().Add(limit)
+	t := time.NewTimer(min(stall, limit))
+	defer t.Stop()
+	s.want = want
+	for {
+		seen := len(s.queue)
+		s.qmu.Unlock()
+		var full bool
+		select {
+		case <-s.arrived:
+			full = true
+		case <-t.C:
+		}
+		s.qmu.Lock()
+		left := time.Until(deadline)
+		if full || len(s.queue) >= want || len(s.queue) == seen || left <= 0 {
+			break
+		}
+		t.Reset(min(stall, left))
+	}
+	s.want = 0
+	select {
+	case <-s.arrived: // sent after the timer fired
+	default:
+	}
 }
 
 // errInternal marks an error that leaves a write transaction in an unknown

@@ -48,8 +48,18 @@
 // runs, the appends that arrive queue up, and the next commit takes all of
 // them at once, checks each in turn against the ones before it, and answers
 // each caller with its own result; a conflict in one append does not fail
-// the others. A lone writer commits at once. Positions are assigned in the
-// write transaction, so they have no gaps and follow commit order.
+// the others. Positions are assigned in the write transaction, so they have
+// no gaps and follow commit order.
+//
+// A lone writer commits at once. Concurrent writers that append again as
+// soon as they are answered would split into two cohorts, each queueing
+// while the other's commit runs, so that every commit (two fsyncs) carried
+// half of them. So a commit first gathers: it waits for as many appends as
+// the last commit took and saw arrive, while they keep arriving (it stops
+// when none came for a sixteenth of the last commit's duration, or 1ms),
+// and at most Options.MaxCommitWait (by default half the last commit's
+// duration). On the bench machine this doubled the rate of 8 concurrent
+// writers and raised that of 64 by a fifth.
 //
 // When a commit fails, its outcome is unknown: bbolt may report an error for
 // a commit that reached the disk. Append then returns an error matching
@@ -169,6 +179,13 @@ type Options struct {
 	// transaction for less time. Zero or less means DefaultReadPageSize
 	// (512).
 	ReadPageSize int
+
+	// MaxCommitWait caps how long a commit waits for concurrent appends to
+	// join it (see "Writes" in the package doc). Zero means half the
+	// duration of the last commit; less than zero turns the wait off, so
+	// that a commit takes only the appends already queued. A lone writer
+	// never waits.
+	MaxCommitWait time.Duration
 }
 
 // Store is an event store in one bbolt file. It is safe for concurrent use.
@@ -200,10 +217,19 @@ type Store struct {
 	stuck atomic.Bool
 
 	// Group commit: queue holds the appends waiting for the next commit;
-	// leading reports whether some goroutine runs commits.
-	qmu     sync.Mutex
-	queue   []*appendReq
-	leading bool
+	// leading reports whether some goroutine runs commits. Before a commit
+	// its leader gathers (see gather): expect is how many appends it waits
+	// for, want is that many while it waits (else 0), and arrived wakes
+	// it when the queue holds want; lastCommit is how long the last
+	// commit took.
+	qmu        sync.Mutex
+	queue      []*appendReq
+	leading    bool
+	expect     int
+	want       int
+	arrived    chan struct{}
+	lastCommit time.Duration
+	maxWait    time.Duration // Options.MaxCommitWait
 
 	// commit commits tx; tests replace it to simulate failures.
 	commit func(tx *bbolt.Tx) error
@@ -268,6 +294,8 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		maxPayload: o.MaxPayloadSize,
 		pageSize:   o.ReadPageSize,
 		commit:     (*bbolt.Tx).Commit,
+		arrived:    make(chan struct{}, 1),
+		maxWait:    o.MaxCommitWait,
 	}, nil
 }
 

@@ -45,6 +45,7 @@ func TestConformance(t *testing.T) {
 		{"durable", nil},
 		{"UnsafeNoSync", &bolt.Options{UnsafeNoSync: true}},
 		{"ReadPageSize=3", &bolt.Options{UnsafeNoSync: true, ReadPageSize: 3}},
+		{"NoCommitWait", &bolt.Options{UnsafeNoSync: true, MaxCommitWait: -1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) eventstore.Store { return MustOpen(t, tt.opts) })

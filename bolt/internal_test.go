@@ -172,6 +172,48 @@ func TestStore_GroupCommit(t *testing.T) {
 	require.NoError(t, s.Check(ctx))
 }
 
+// TestStore_CommitGathers checks that a commit waits for the writers the
+// last one answered: with writers that append again as soon as they are
+// answered, commits carry all of them, not two alternating halves. A slow
+// commit stands in for a slow fsync, so that the writers have time to come
+// back however busy the machine is; the same writers with the wait turned
+// off (MaxCommitWait < 0) are the comparison.
+func TestStore_CommitGathers(t *testing.T) {
+	const writers, each = 8, 25
+	commits := func(maxWait time.Duration) int64 {
+		ctx := context.Background()
+		s, err := Open(filepath.Join(t.TempDir(), "events.db"), &Options{UnsafeNoSync: true, MaxCommitWait: maxWait})
+		require.NoError(t, err)
+		defer s.Close()
+		var n atomic.Int64
+		s.commit = func(tx *bbolt.Tx) error {
+			n.Add(1)
+			time.Sleep(10 * time.Millisecond)
+			return tx.Commit()
+		}
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					_, err := s.Append(ctx, eventstore.Event{AggregateID: fmt.Sprint("w", w), Type: "T", Payload: []byte(`{}`), Version: uint64(i + 1)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		require.NoError(t, s.Check(ctx))
+		return n.Load()
+	}
+	gathered, alone := commits(0), commits(-1)
+	t.Logf("%d appends: %d commits gathering, %d without", writers*each, gathered, alone)
+	require.Less(t, gathered, alone*3/4, "gathering did not fill commits")
+}
+
 // A record of about 270 bytes, as the issue measures.
 func benchRecord() []byte {
 	e := eventstore.Event{
