@@ -329,7 +329,7 @@ func (s *Store) retry(ctx context.Context, events, prepared []eventstore.Event) 
 	if err != nil {
 		return nil, s.mapError(ctx, "look up event IDs", err)
 	}
-	byID, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (eventstore.Event, error) { return scanEvent(row) })
+	byID, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (eventstore.Event, error) { return scanEvent(row, nil) })
 	if err != nil {
 		return nil, s.mapError(ctx, "look up event IDs", err)
 	}

@@ -1,7 +1,10 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"iter"
 	"math"
 	"time"
@@ -19,8 +22,9 @@ var (
 	maxTimestamp = time.Date(9999, time.December, 31, 23, 59, 59, 999999000, time.UTC)
 )
 
-// scanEvent reads one row of eventColumns.
-func scanEvent(rows pgx.CollectableRow) (eventstore.Event, error) {
+// scanEvent reads one row of eventColumns. With a metaReader, rows whose
+// metadata equal the previous row's share its map.
+func scanEvent(rows pgx.CollectableRow, mr *metaReader) (eventstore.Event, error) {
 	var (
 		e        eventstore.Event
 		id       pgtype.UUID
@@ -28,8 +32,9 @@ func scanEvent(rows pgx.CollectableRow) (eventstore.Event, error) {
 		version  int64
 		ts       time.Time
 		payload  []byte
+		meta     []byte
 	)
-	if err := rows.Scan(&id, &position, &e.AggregateID, &e.Type, &version, &ts, &payload, &e.Metadata); err != nil {
+	if err := rows.Scan(&id, &position, &e.AggregateID, &e.Type, &version, &ts, &payload, &meta); err != nil {
 		return eventstore.Event{}, err
 	}
 	e.ID = uuid.UUID(id.Bytes).String()
@@ -37,10 +42,42 @@ func scanEvent(rows pgx.CollectableRow) (eventstore.Event, error) {
 	e.Version = uint64(version)
 	e.Timestamp = ts.UTC()
 	e.Payload = payload
-	if len(e.Metadata) == 0 {
-		e.Metadata = nil
+	var err error
+	if e.Metadata, err = mr.decode(meta); err != nil {
+		return eventstore.Event{}, fmt.Errorf("metadata of event %s: %w", e.ID, err)
 	}
 	return e, nil
+}
+
+// metaReader decodes the metadata of one read's rows. Like the other
+// backends, it gives rows whose metadata equal the last row's the same map
+// (the read-only rule of eventstore.Event.Metadata); jsonb prints equal
+// objects alike, so equal text means equal maps. A nil *metaReader shares
+// nothing.
+type metaReader struct {
+	raw []byte            // the last metadata decoded, as jsonb printed it
+	m   map[string]string // its map
+}
+
+// decode returns the map of the metadata column's text, nil when empty.
+func (mr *metaReader) decode(text []byte) (map[string]string, error) {
+	if len(text) == 0 || string(text) == "{}" || string(text) == "null" {
+		return nil, nil
+	}
+	if mr != nil && mr.m != nil && bytes.Equal(text, mr.raw) {
+		return mr.m, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(text, &m); err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if mr != nil {
+		mr.raw, mr.m = append(mr.raw[:0], text...), m
+	}
+	return m, nil
 }
 
 // page is one keyset-paginated query: given the last event yielded (nil
@@ -56,6 +93,7 @@ func (s *Store) read(ctx context.Context, next page) iter.Seq2[eventstore.Event,
 		limit := s.opts.ReadPageSize
 		var last *eventstore.Event
 		buf := make([]eventstore.Event, 0, limit)
+		var mr metaReader
 		for {
 			if err := ctx.Err(); err != nil {
 				yield(eventstore.Event{}, err)
@@ -66,7 +104,7 @@ func (s *Store) read(ctx context.Context, next page) iter.Seq2[eventstore.Event,
 				return
 			}
 			sql, args := next(last, limit)
-			events, full, err := s.fetch(ctx, buf[:0], sql, args, limit)
+			events, full, err := s.fetch(ctx, buf[:0], sql, args, limit, &mr)
 			if err != nil {
 				yield(eventstore.Event{}, s.mapError(ctx, "read", err))
 				return
@@ -100,7 +138,7 @@ func (s *Store) read(ctx context.Context, next page) iter.Seq2[eventstore.Event,
 // fetch runs one page's query and returns its events. full reports whether
 // it read every row the query returned; it is false when the page stopped
 // at readPageBytes of payload.
-func (s *Store) fetch(ctx context.Context, buf []eventstore.Event, sql string, args []any, limit int) (events []eventstore.Event, full bool, err error) {
+func (s *Store) fetch(ctx context.Context, buf []eventstore.Event, sql string, args []any, limit int, mr *metaReader) (events []eventstore.Event, full bool, err error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, err
@@ -108,7 +146,7 @@ func (s *Store) fetch(ctx context.Context, buf []eventstore.Event, sql string, a
 	defer rows.Close()
 	size := 0
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := scanEvent(rows, mr)
 		if err != nil {
 			return nil, false, err
 		}
