@@ -85,7 +85,9 @@
 //
 // Records are parsed by hand, not by reflection, and the events of one page
 // share allocations: small payloads are cut from shared buffers of at most
-// 32 KiB, and the IDs and aggregate IDs of a page from one string. Each slice
+// 32 KiB, and the IDs and aggregate IDs of a page from one string; events
+// of one read whose metadata equal the previous event's share its map (the
+// read-only rule of eventstore.Event.Metadata). Each slice
 // is capped at its own length, so no append reaches another event's bytes,
 // but an event kept after the loop keeps its buffer (at most 32 KiB) alive;
 // copy a payload (bytes.Clone) to keep it alone for long.
