@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -71,10 +72,6 @@ func (s *Store) submit(r *appendReq) {
 	s.qmu.Lock()
 	s.queue = append(s.queue, r)
 	if s.leading {
-		if s.want > 0 && len(s.queue) >= s.want {
-			s.want = 0
-			s.arrived <- struct{}{} // never blocks: one send per wait
-		}
 		s.qmu.Unlock()
 		if lead := <-r.wake; !lead {
 			return
@@ -103,7 +100,7 @@ func (s *Store) submit(r *appendReq) {
 	// Answer first, then hand over: the goroutines answered can queue
 	// their next appends for the next commit.
 	s.qmu.Lock()
-	s.lastCommit = took
+	s.lastCommit, s.lastEnd = took, time.Now()
 	s.expect = len(batch) + len(s.queue) // the writers this commit saw
 	s.qmu.Unlock()
 	for _, b := range batch {
@@ -123,43 +120,42 @@ func (s *Store) submit(r *appendReq) {
 // gather waits, before the leader takes its batch, for the appends of
 // concurrent writers to join the commit (see "Writes" in the package
 // doc): until the queue holds as many as the last commit took and saw
-// arrive, while they keep coming, and at most the commit wait. It is
-// called with qmu held and returns with it held.
-func (s *Store) gather() {
+// arrive, while they keep coming, and at most the commit wait. Writers
+// answered by the last commit come back at once or not at all, so it does
+// not wait once that long has passed since the last commit ended. It
+// reports whether it waited. It is called with qmu held and returns with
+// it held.
+//
+// It polls, yielding the processor to the writers it waits for, rather
+// than sleeping: Go timers shorter than a millisecond may fire a
+// millisecond late, longer than the waits it needs.
+func (s *Store) gather() bool {
 	want := min(s.expect, maxBatchRequests)
 	if len(s.queue) >= want || s.maxWait < 0 || s.lastCommit <= 0 {
-		return
+		return false
 	}
 	limit := s.lastCommit / 2
 	if s.maxWait > 0 {
 		limit = min(limit, s.maxWait)
 	}
+	now := time.Now()
+	if now.Sub(s.lastEnd) >= limit {
+		return false
+	}
 	stall := min(max(s.lastCommit/16, 20*time.Microsecond), time.Millisecond)
-	deadline := time.Now().Add(limit)
-	t := time.NewTimer(min(stall, limit))
-	defer t.Stop()
-	s.want = want
-	for {
-		seen := len(s.queue)
+	deadline, quiet := now.Add(limit), now.Add(stall)
+	for n := len(s.queue); n < want; n = len(s.queue) {
 		s.qmu.Unlock()
-		var full bool
-		select {
-		case <-s.arrived:
-			full = true
-		case <-t.C:
-		}
+		runtime.Gosched()
+		now = time.Now()
 		s.qmu.Lock()
-		left := time.Until(deadline)
-		if full || len(s.queue) >= want || len(s.queue) == seen || left <= 0 {
+		if len(s.queue) > n {
+			quiet = now.Add(stall)
+		} else if now.After(quiet) || now.After(deadline) {
 			break
 		}
-		t.Reset(min(stall, left))
 	}
-	s.want = 0
-	select {
-	case <-s.arrived: // sent after the timer fired
-	default:
-	}
+	return true
 }
 
 // errInternal marks an error that leaves a write transaction in an unknown
