@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -79,7 +78,7 @@ func (s *Store) submit(r *appendReq) {
 		s.qmu.Lock()
 	}
 	s.leading = true
-	s.gather()
+	s.gather.Wait(&s.qmu, func() int { return len(s.queue) }, maxBatchRequests)
 
 	// Take a batch from the front of the queue; r is in it.
 	n, size := 0, 0
@@ -100,8 +99,7 @@ func (s *Store) submit(r *appendReq) {
 	// Answer first, then hand over: the goroutines answered can queue
 	// their next appends for the next commit.
 	s.qmu.Lock()
-	s.lastCommit, s.lastEnd = took, time.Now()
-	s.expect = len(batch) + len(s.queue) // the writers this commit saw
+	s.gather.Done(took, len(batch), len(s.queue))
 	s.qmu.Unlock()
 	for _, b := range batch {
 		if b != r {
@@ -115,47 +113,6 @@ func (s *Store) submit(r *appendReq) {
 		s.leading = false
 	}
 	s.qmu.Unlock()
-}
-
-// gather waits, before the leader takes its batch, for the appends of
-// concurrent writers to join the commit (see "Writes" in the package
-// doc): until the queue holds as many as the last commit took and saw
-// arrive, while they keep coming, and at most the commit wait. Writers
-// answered by the last commit come back at once or not at all, so it does
-// not wait once that long has passed since the last commit ended. It
-// reports whether it waited. It is called with qmu held and returns with
-// it held.
-//
-// It polls, yielding the processor to the writers it waits for, rather
-// than sleeping: Go timers shorter than a millisecond may fire a
-// millisecond late, longer than the waits it needs.
-func (s *Store) gather() bool {
-	want := min(s.expect, maxBatchRequests)
-	if len(s.queue) >= want || s.maxWait < 0 || s.lastCommit <= 0 {
-		return false
-	}
-	limit := s.lastCommit / 2
-	if s.maxWait > 0 {
-		limit = min(limit, s.maxWait)
-	}
-	now := time.Now()
-	if now.Sub(s.lastEnd) >= limit {
-		return false
-	}
-	stall := min(max(s.lastCommit/16, 20*time.Microsecond), time.Millisecond)
-	deadline, quiet := now.Add(limit), now.Add(stall)
-	for n := len(s.queue); n < want; n = len(s.queue) {
-		s.qmu.Unlock()
-		runtime.Gosched()
-		now = time.Now()
-		s.qmu.Lock()
-		if len(s.queue) > n {
-			quiet = now.Add(stall)
-		} else if now.After(quiet) || now.After(deadline) {
-			break
-		}
-	}
-	return true
 }
 
 // errInternal marks an error that leaves a write transaction in an unknown

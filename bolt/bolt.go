@@ -121,6 +121,7 @@ import (
 	"time"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/gather"
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -221,17 +222,12 @@ type Store struct {
 	stuck atomic.Bool
 
 	// Group commit: queue holds the appends waiting for the next commit;
-	// leading reports whether some goroutine runs commits. Before a commit
-	// its leader gathers (see gather): expect is how many appends it waits
-	// for; lastCommit is how long the last commit took, lastEnd when it
-	// ended.
-	qmu        sync.Mutex
-	queue      []*appendReq
-	leading    bool
-	expect     int
-	lastCommit time.Duration
-	lastEnd    time.Time
-	maxWait    time.Duration // Options.MaxCommitWait
+	// leading reports whether some goroutine runs commits, which waits for
+	// concurrent appends with gather first. All three are guarded by qmu.
+	qmu     sync.Mutex
+	queue   []*appendReq
+	leading bool
+	gather  gather.Gatherer
 
 	// commit commits tx; tests replace it to simulate failures.
 	commit func(tx *bbolt.Tx) error
@@ -296,7 +292,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		maxPayload: o.MaxPayloadSize,
 		pageSize:   o.ReadPageSize,
 		commit:     (*bbolt.Tx).Commit,
-		maxWait:    o.MaxCommitWait,
+		gather:     gather.Gatherer{MaxWait: o.MaxCommitWait},
 	}, nil
 }
 

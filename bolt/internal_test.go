@@ -214,33 +214,6 @@ func TestStore_CommitGathers(t *testing.T) {
 	require.Less(t, gathered, alone*3/4, "gathering did not fill commits")
 }
 
-// TestStore_GatherIsBounded checks when a commit leader waits for writers
-// that do not come: not at all for a lone writer, nor once the last commit
-// ended longer ago than the wait allows; after a burst, for a stall only.
-func TestStore_GatherIsBounded(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "events.db"), &Options{UnsafeNoSync: true})
-	require.NoError(t, err)
-	defer s.Close()
-	gather := func(expect int, sinceLast time.Duration) (bool, time.Duration) {
-		s.qmu.Lock()
-		defer s.qmu.Unlock()
-		s.queue = []*appendReq{{}}
-		defer func() { s.queue = nil }()
-		s.expect, s.lastCommit, s.lastEnd = expect, 10*time.Millisecond, time.Now().Add(-sinceLast)
-		start := time.Now()
-		waited := s.gather()
-		return waited, time.Since(start)
-	}
-	waited, _ := gather(1, 0)
-	require.False(t, waited, "a lone writer waited")
-	waited, _ = gather(8, time.Second)
-	require.False(t, waited, "waited for writers answered a second ago")
-	waited, took := gather(8, 0)
-	require.True(t, waited, "did not wait for the writers just answered")
-	// The stall is 10ms/16; the bound leaves room for a busy machine.
-	require.Less(t, took, 500*time.Millisecond, "waited past the stall for writers that never came")
-}
-
 // A record of about 270 bytes, as the issue measures.
 func benchRecord() []byte {
 	e := eventstore.Event{
