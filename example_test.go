@@ -13,7 +13,7 @@ import (
 // Append a user's history, then replay it.
 func Example() {
 	ctx := context.Background()
-	var store eventstore.Store = memory.New() // or bolt.Open, or postgres.Open
+	var store eventstore.Store = memory.New(nil) // or bolt.Open, or postgres.Open
 	defer store.Close()
 
 	created, _ := eventstore.NewEvent("user-123", "UserCreated", map[string]string{"name": "John Doe", "email": "john@example.com"})
@@ -40,7 +40,7 @@ func Example() {
 // A writer that read a stale version gets ErrConflict and writes nothing.
 func ExampleConflictError() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 
 	first, _ := eventstore.NewEvent("acct-1", "AccountOpened", nil)
@@ -65,7 +65,7 @@ func ExampleConflictError() {
 // retry returns what was stored and writes nothing.
 func ExampleStore_Append_retry() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 
 	e, _ := eventstore.NewEvent("order-9", "OrderPlaced", map[string]int{"total": 42})
@@ -82,7 +82,7 @@ func ExampleStore_Append_retry() {
 
 // Bad input is refused before anything is written.
 func ExampleInvalidEventError() {
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 
 	_, err := store.Append(context.Background(), eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{not json`)})
@@ -98,7 +98,7 @@ func ExampleInvalidEventError() {
 // position it has seen.
 func ExampleStore_ReadAll() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 	for _, agg := range []string{"user-1", "user-2", "user-1"} {
 		e, _ := eventstore.NewEvent(agg, "Visited", nil)
@@ -122,7 +122,7 @@ func ExampleStore_ReadAll() {
 // Temporal queries read by timestamp over a half-open range [start, end).
 func ExampleEventsInRange() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 	day := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, typ := range []string{"Opened", "Deposited", "Withdrawn"} {

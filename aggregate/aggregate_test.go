@@ -9,7 +9,7 @@ import (
 
 func TestRepository_Memory(t *testing.T) {
 	storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore {
-		s := memory.New()
+		s := memory.New(nil)
 		t.Cleanup(func() { s.Close() })
 		return s
 	})

@@ -16,7 +16,7 @@ func BenchmarkLoad(b *testing.B) {
 		for _, snap := range []bool{false, true} {
 			b.Run(fmt.Sprintf("events=%d/snapshot=%t", n, snap), func(b *testing.B) {
 				ctx := context.Background()
-				s := memory.New()
+				s := memory.New(nil)
 				b.Cleanup(func() { s.Close() })
 				opts := &aggregate.Options{Types: userTypes()}
 				if snap {

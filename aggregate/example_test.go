@@ -57,7 +57,7 @@ func userTypes() *aggregate.Registry {
 // Save events of a new aggregate, then rebuild it from its events.
 func Example() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 	users := aggregate.NewRepository(store, NewUser, &aggregate.Options{Types: userTypes()})
 
@@ -84,7 +84,7 @@ func Example() {
 // first.
 func ExampleRepository_Run() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 	users := aggregate.NewRepository(store, NewUser, &aggregate.Options{Types: userTypes()})
 
@@ -107,7 +107,7 @@ func ExampleRepository_Run() {
 // Temporal queries: the state as of a version.
 func ExampleRepository_LoadVersion() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 	users := aggregate.NewRepository(store, NewUser, &aggregate.Options{Types: userTypes()})
 
@@ -138,7 +138,7 @@ func ExampleRepository_LoadVersion() {
 // An event stored in an older shape reaches Apply in the current one.
 func ExampleRegistry_Upcast() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 
 	// Version 1 of UserCreated had one field, "fullname"; no schema_version
@@ -178,7 +178,7 @@ func (ChangeEmail) CommandType() string { return "ChangeEmail" }
 // saves carry the command's correlation and causation IDs.
 func ExampleDispatch() {
 	ctx := context.Background()
-	store := memory.New()
+	store := memory.New(nil)
 	defer store.Close()
 	users := aggregate.NewRepository(store, NewUser, &aggregate.Options{Types: userTypes()})
 	u, _ := users.Load(ctx, "user-5")

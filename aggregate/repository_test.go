@@ -46,7 +46,7 @@ func TestRepository_SaveUnknownOutcome(t *testing.T) {
 		{"StillUnknown", 2, false, eventstore.ErrUnknownOutcome},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &flaky{Store: memory.New()}
+			s := &flaky{Store: memory.New(nil)}
 			users := aggregate.NewRepository(s, NewUser, &aggregate.Options{Types: userTypes()})
 			u, err := users.Load(ctx, "u-1")
 			if err != nil {
@@ -75,7 +75,7 @@ func TestRepository_SaveUnknownOutcome(t *testing.T) {
 }
 
 func TestRepository_BadConstructor(t *testing.T) {
-	s := memory.New()
+	s := memory.New(nil)
 	users := aggregate.NewRepository(s, func(string) *User { return NewUser("someone-else") }, nil)
 	if _, err := users.Load(context.Background(), "u-1"); err == nil {
 		t.Fatal("Load with a constructor that ignores the ID succeeded")
@@ -83,7 +83,7 @@ func TestRepository_BadConstructor(t *testing.T) {
 }
 
 func TestRepository_SnapshotWithoutStore(t *testing.T) {
-	users := aggregate.NewRepository(memory.New(), NewUser, nil)
+	users := aggregate.NewRepository(memory.New(nil), NewUser, nil)
 	if err := users.Snapshot(context.Background(), NewUser("u-1")); err == nil {
 		t.Fatal("Snapshot without a snapshot store succeeded")
 	}
@@ -95,7 +95,7 @@ func (unregistered) EventType() string { return "Unregistered" }
 
 func TestRepository_SaveUnregistered(t *testing.T) {
 	ctx := context.Background()
-	s := memory.New()
+	s := memory.New(nil)
 	users := aggregate.NewRepository(s, NewUser, &aggregate.Options{Types: userTypes()})
 	u := NewUser("u-1")
 	if _, err := users.Save(ctx, u, UserCreated{Name: "Ada"}, unregistered{}); !errors.Is(err, aggregate.ErrUnknownEvent) {

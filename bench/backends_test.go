@@ -28,7 +28,7 @@ var backends = []backend{
 }
 
 func openMemory(testing.TB, bool, bool) *handle {
-	return &handle{target: memory.New()}
+	return &handle{target: memory.New(nil)}
 }
 
 var fileSeq atomic.Int64

@@ -62,3 +62,9 @@ func isClosed(err error) bool { return errors.Is(err, eventstore.ErrClosed) }
 func TestRepository(t *testing.T) {
 	storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore { return MustOpen(t, nil) })
 }
+
+func TestPayloadLimit(t *testing.T) {
+	storetest.RunPayloadLimit(t, func(t *testing.T, maxPayload int) eventstore.Store {
+		return MustOpen(t, &bolt.Options{UnsafeNoSync: true, MaxPayloadSize: maxPayload})
+	})
+}

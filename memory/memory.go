@@ -27,27 +27,45 @@ var (
 	_ eventstore.SnapshotStore = (*Store)(nil)
 )
 
+// Options configure New. A nil *Options means every default.
+type Options struct {
+	// MaxPayloadSize is the largest payload Append accepts, in bytes, as
+	// the option of the same name on the bolt and postgres stores: set it
+	// alike so that tests refuse what production refuses. Zero or less
+	// means eventstore.DefaultMaxPayloadSize (1 MiB).
+	MaxPayloadSize int
+}
+
 // Store is an in-memory event store. It is safe for concurrent use.
 type Store struct {
-	mu        sync.RWMutex
-	closed    bool
-	log       []eventstore.Event             // the global log; log[p-1] has position p
-	aggs      map[string][]uint64            // aggregate ID -> positions in version order
-	types     map[string][]uint64            // event type -> positions
-	ids       map[string]uint64              // event ID -> position
-	byTime    []uint64                       // positions ordered by (timestamp, position)
-	aggTime   map[string][]uint64            // aggregate ID -> positions ordered by (timestamp, position)
-	snapshots map[string]eventstore.Snapshot // aggregate ID -> latest snapshot
+	maxPayload int
+	mu         sync.RWMutex
+	closed     bool
+	log        []eventstore.Event             // the global log; log[p-1] has position p
+	aggs       map[string][]uint64            // aggregate ID -> positions in version order
+	types      map[string][]uint64            // event type -> positions
+	ids        map[string]uint64              // event ID -> position
+	byTime     []uint64                       // positions ordered by (timestamp, position)
+	aggTime    map[string][]uint64            // aggregate ID -> positions ordered by (timestamp, position)
+	snapshots  map[string]eventstore.Snapshot // aggregate ID -> latest snapshot
 }
 
 // New returns an empty store.
-func New() *Store {
+func New(opts *Options) *Store {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxPayloadSize <= 0 {
+		o.MaxPayloadSize = eventstore.DefaultMaxPayloadSize
+	}
 	return &Store{
-		aggs:      make(map[string][]uint64),
-		types:     make(map[string][]uint64),
-		ids:       make(map[string]uint64),
-		aggTime:   make(map[string][]uint64),
-		snapshots: make(map[string]eventstore.Snapshot),
+		maxPayload: o.MaxPayloadSize,
+		aggs:       make(map[string][]uint64),
+		types:      make(map[string][]uint64),
+		ids:        make(map[string]uint64),
+		aggTime:    make(map[string][]uint64),
+		snapshots:  make(map[string]eventstore.Snapshot),
 	}
 }
 
@@ -56,7 +74,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	prepared, err := eventstore.Prepare(events, 0)
+	prepared, err := eventstore.Prepare(events, s.maxPayload)
 	if err != nil || len(prepared) == 0 {
 		s.mu.RLock()
 		closed := s.closed

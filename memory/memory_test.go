@@ -10,7 +10,7 @@ import (
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) eventstore.Store {
-		s := memory.New()
+		s := memory.New(nil)
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
@@ -18,7 +18,15 @@ func TestConformance(t *testing.T) {
 
 func TestSnapshotConformance(t *testing.T) {
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore {
-		s := memory.New()
+		s := memory.New(nil)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestPayloadLimit(t *testing.T) {
+	storetest.RunPayloadLimit(t, func(t *testing.T, maxPayload int) eventstore.Store {
+		s := memory.New(&memory.Options{MaxPayloadSize: maxPayload})
 		t.Cleanup(func() { s.Close() })
 		return s
 	})

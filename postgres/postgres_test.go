@@ -102,6 +102,12 @@ func TestConformance_SmallPages(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) eventstore.Store { return mustOpen(t, &postgres.Options{ReadPageSize: 3}) })
 }
 
+func TestPayloadLimit(t *testing.T) {
+	storetest.RunPayloadLimit(t, func(t *testing.T, maxPayload int) eventstore.Store {
+		return mustOpen(t, &postgres.Options{MaxPayloadSize: maxPayload})
+	})
+}
+
 func TestSnapshots(t *testing.T) {
 	admin(t)
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return mustOpen(t, nil) })
