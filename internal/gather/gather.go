@@ -70,9 +70,12 @@ func (g *Gatherer) Wait(mu *sync.Mutex, queued func() int, most int) bool {
 		runtime.Gosched()
 		now = time.Now()
 		mu.Lock()
+		if now.After(deadline) {
+			break
+		}
 		if queued() > n {
 			quiet = now.Add(stall)
-		} else if now.After(quiet) || now.After(deadline) {
+		} else if now.After(quiet) {
 			break
 		}
 	}

@@ -83,3 +83,30 @@ func TestWait_UntilTheWritersArrive(t *testing.T) {
 		t.Errorf("stopped after %v with %d queued, want 4 or a stall of 1ms", took, queued)
 	}
 }
+
+// A queue that keeps growing, but never to what is expected, still ends the
+// wait at its limit.
+func TestWait_LimitHoldsWhileWritersTrickleIn(t *testing.T) {
+	var g Gatherer
+	g.Done(4*time.Millisecond, 1000, 0) // expect 1000; a limit of 2ms
+	var mu sync.Mutex
+	queued := 1
+	mu.Lock()
+	defer mu.Unlock()
+	start := time.Now()
+	last := start
+	waited := g.Wait(&mu, func() int {
+		// One more every 100µs: always within the stall of 250µs, and
+		// 1000 only after 100ms.
+		if now := time.Now(); now.Sub(last) >= 100*time.Microsecond {
+			queued, last = queued+1, now
+		}
+		return queued
+	}, 1024)
+	if !waited {
+		t.Fatal("did not wait")
+	}
+	if queued >= 1000 {
+		t.Errorf("waited for %d appends in %v: the limit is 2ms", queued, time.Since(start))
+	}
+}
