@@ -34,7 +34,7 @@ func main() {
 	timeout := flag.String("timeout", "60m", "the -timeout of the go test run")
 	in := flag.String("in", "", "read benchmark output from this file instead of running go test")
 	repeat := flag.Int("repeat", 4, "extra runs of the -repeat-bench benchmarks, each in its own go test after the main one")
-	repeatBench := flag.String("repeat-bench", `Append/^(bolt|rawbolt)(-nosync)?$/(batch=1|parallel=64)$`,
+	repeatBench := flag.String("repeat-bench", `(Append|Replay)/^(bolt|rawbolt)(-nosync|-grouped)?$/(batch=1|parallel=64|all|aggregate=100k)$`,
 		"the benchmarks the aims compare, which a busy machine makes noisy: run -repeat more times, in turn")
 	flag.Parse()
 
