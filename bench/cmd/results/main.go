@@ -33,9 +33,11 @@ func main() {
 	pkg := flag.String("pkg", "./bench", "the package holding the benchmarks")
 	timeout := flag.String("timeout", "60m", "the -timeout of the go test run")
 	in := flag.String("in", "", "read benchmark output from this file instead of running go test")
-	repeat := flag.Int("repeat", 4, "extra runs of the -repeat-bench benchmarks, each in its own go test after the main one")
-	repeatBench := flag.String("repeat-bench", `(Append|Replay)/^(bolt|rawbolt)(-nosync|-grouped)?$/(batch=1|parallel=64|all|aggregate=100k)$`,
-		"the benchmarks the aims compare, which a busy machine makes noisy: run -repeat more times, in turn")
+	repeat := flag.Int("repeat", 4, "extra runs of the benchmarks the aims compare, which a busy machine makes noisy")
+	repeatBench := flag.String("repeat-bench", `Append/^(bolt|rawbolt)(-nosync|-grouped)?$/(batch=1|parallel=64)$`,
+		"appends to run -repeat more times, each in its own go test (the disk's state carries over within one)")
+	repeatReplay := flag.String("repeat-replay", `Replay/^(bolt|rawbolt)$/(all|aggregate=100k)$`,
+		"replays to run -repeat more times, in one go test with -count (which loads the fixtures once)")
 	flag.Parse()
 
 	args := []string{"test", "-v", "-run", "^$", "-bench", *bench, "-benchmem",
@@ -48,14 +50,21 @@ func main() {
 		command = "(read from " + *in + ")"
 	} else {
 		raw, err = runGoTest(args)
-		for i := 0; err == nil && i < *repeat; i++ {
-			var more []byte
-			more, err = runGoTest([]string{"test", "-v", "-run", "^$", "-bench", *repeatBench, "-benchmem",
-				"-benchtime", *benchtime, "-count", "1", "-timeout", *timeout, *pkg})
-			raw = append(raw, more...)
+		more := func(pattern string, count int) {
+			if err != nil || pattern == "" {
+				return
+			}
+			var out []byte
+			out, err = runGoTest([]string{"test", "-v", "-run", "^$", "-bench", pattern, "-benchmem",
+				"-benchtime", *benchtime, "-count", fmt.Sprint(count), "-timeout", *timeout, *pkg})
+			raw = append(raw, out...)
+		}
+		for range *repeat {
+			more(*repeatBench, 1)
 		}
 		if *repeat > 0 {
-			command += fmt.Sprintf(", then %d more runs of -bench '%s'", *repeat, *repeatBench)
+			more(*repeatReplay, *repeat)
+			command += fmt.Sprintf(", then %d more runs of -bench '%s' (each its own go test) and of -bench '%s' (one go test)", *repeat, *repeatBench, *repeatReplay)
 		}
 	}
 	if err != nil {
