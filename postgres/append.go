@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -196,7 +195,6 @@ func (s *Store) submit(r *appendReq) (appendResult, error) {
 // passes the lead on.
 func (s *Store) lead() {
 	s.gmu.Lock()
-	s.gather.Wait(&s.gmu, func() int { return len(s.queue) }, maxGroup)
 	var group []*appendReq
 	size := 0
 	for _, r := range s.queue {
@@ -211,7 +209,6 @@ func (s *Store) lead() {
 	group[0].solo = len(group) == 1
 	s.gmu.Unlock()
 
-	start := time.Now()
 	results, err := s.runGroup(group)
 	if err != nil && len(group) > 1 && !errors.Is(err, eventstore.ErrUnknownOutcome) {
 		// Nothing of the group is stored. The server refused one append,
@@ -224,9 +221,6 @@ func (s *Store) lead() {
 			r.done <- res[0]
 		}
 	} else {
-		s.gmu.Lock()
-		s.gather.Done(time.Since(start), len(group), len(s.queue))
-		s.gmu.Unlock()
 		for i, r := range group {
 			if err != nil {
 				r.done <- appendResult{err: err}

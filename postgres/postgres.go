@@ -46,11 +46,6 @@
 // concurrent appends of one Store share a commit (group commit) to win
 // back throughput. Appends from several processes serialize on the lock.
 //
-// Before a group commit runs, it waits briefly for the appends of writers
-// the last one answered, so that writers that append again at once share
-// commits instead of alternating between two (Options.MaxCommitWait; the
-// rule is bolt's, see its package doc).
-//
 // # Errors
 //
 // Unique violations map by constraint name to eventstore.ErrDuplicateEvent
@@ -75,7 +70,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventstore-go/eventstore"
-	"github.com/eventstore-go/eventstore/internal/gather"
 )
 
 var (
@@ -109,12 +103,6 @@ type Options struct {
 	// holds at most one page in memory and no connection while the caller
 	// handles its events. Default: DefaultReadPageSize (256).
 	ReadPageSize int
-
-	// MaxCommitWait caps how long a group commit waits for concurrent
-	// appends of this Store to join it (see Positions in the package doc),
-	// which is also at most half the duration of the last commit. Zero
-	// means no cap beyond that; less than zero turns the wait off.
-	MaxCommitWait time.Duration
 }
 
 // withDefaults returns a copy of o with every zero field set to its default.
@@ -150,9 +138,8 @@ type Store struct {
 
 	// Group commit: see Append.
 	gmu     sync.Mutex
-	queue   []*appendReq    // appends waiting for the next pipeline
-	leading bool            // an append leads: it runs or will run the next pipeline
-	gather  gather.Gatherer // how long the next pipeline waits for more
+	queue   []*appendReq // appends waiting for the next pipeline
+	leading bool         // an append leads: it runs or will run the next pipeline
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
@@ -211,12 +198,7 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error
 	if err := migrate(ctx, pool, o.Schema); err != nil {
 		return nil, err
 	}
-	return &Store{
-		pool:   pool,
-		opts:   o,
-		sql:    newQueries(pgx.Identifier{o.Schema}.Sanitize()),
-		gather: gather.Gatherer{MaxWait: o.MaxCommitWait},
-	}, nil
+	return &Store{pool: pool, opts: o, sql: newQueries(pgx.Identifier{o.Schema}.Sanitize())}, nil
 }
 
 // Schema returns the PostgreSQL schema holding the store's tables.
