@@ -43,15 +43,15 @@ func TestWait_WhenNotToWait(t *testing.T) {
 }
 
 func TestWait_BoundedWhenNobodyComes(t *testing.T) {
-	g := Gatherer{expect: 8, last: 10 * time.Millisecond}
+	// A stall of 1ms, a limit of 500ms: nobody comes, so the stall ends
+	// the wait long before the limit would.
+	g := Gatherer{expect: 8, last: time.Second}
 	waited, took := wait(&g, 1, 0)
 	if !waited {
 		t.Fatal("did not wait for the writers just answered")
 	}
-	// The stall is 10ms/16 and the limit 5ms; the bound leaves room for a
-	// busy machine.
-	if took > 500*time.Millisecond {
-		t.Errorf("waited %v for writers that never came", took)
+	if took > 100*time.Millisecond {
+		t.Errorf("waited %v for writers that never came: the stall is 1ms", took)
 	}
 }
 
@@ -84,29 +84,38 @@ func TestWait_UntilTheWritersArrive(t *testing.T) {
 	}
 }
 
-// A queue that keeps growing, but never to what is expected, still ends the
-// wait at its limit.
+// Writers that keep arriving, each within the stall, but never as many as
+// expected, still end the wait at its limit.
 func TestWait_LimitHoldsWhileWritersTrickleIn(t *testing.T) {
 	var g Gatherer
-	g.Done(4*time.Millisecond, 1000, 0) // expect 1000; a limit of 2ms
+	g.Done(16*time.Millisecond, 1000, 0) // expect 1000; a stall of 1ms, a limit of 8ms
 	var mu sync.Mutex
 	queued := 1
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		// One more every 100µs, until 1000 after 100ms. It spins rather
+		// than sleeps: timers this short may fire a millisecond late.
+		for range 999 {
+			for until := time.Now().Add(100 * time.Microsecond); time.Now().Before(until); {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+			mu.Lock()
+			queued++
+			mu.Unlock()
+		}
+	}()
 	mu.Lock()
 	defer mu.Unlock()
 	start := time.Now()
-	last := start
-	waited := g.Wait(&mu, func() int {
-		// One more every 100µs: always within the stall of 250µs, and
-		// 1000 only after 100ms.
-		if now := time.Now(); now.Sub(last) >= 100*time.Microsecond {
-			queued, last = queued+1, now
-		}
-		return queued
-	}, 1024)
-	if !waited {
+	if !g.Wait(&mu, func() int { return queued }, 1024) {
 		t.Fatal("did not wait")
 	}
-	if queued >= 1000 {
-		t.Errorf("waited for %d appends in %v: the limit is 2ms", queued, time.Since(start))
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("waited %v with %d queued: the limit is 8ms", took, queued)
 	}
 }
