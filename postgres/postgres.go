@@ -95,8 +95,8 @@ type Options struct {
 	// It is created if missing. Default: DefaultSchema ("eventstore").
 	Schema string
 
-	// MaxPayloadSize is the largest payload Append accepts, in bytes.
-	// Default: eventstore.DefaultMaxPayloadSize (1 MiB).
+	// MaxPayloadSize is the largest payload Append accepts, in bytes. Zero
+	// or less means eventstore.DefaultMaxPayloadSize (1 MiB).
 	MaxPayloadSize int
 
 	// ReadPageSize is how many events a read fetches per query. A read

@@ -28,26 +28,26 @@ func RunPayloadLimit(t *testing.T, newStore func(t *testing.T, maxPayload int) e
 	for _, limit := range []int{100, 0, eventstore.DefaultMaxPayloadSize + 512<<10} {
 		t.Run(fmt.Sprint("limit=", limit), func(t *testing.T) {
 			s := newStore(t, limit)
-			max := limit
-			if max == 0 {
-				max = eventstore.DefaultMaxPayloadSize
+			most := limit
+			if most == 0 {
+				most = eventstore.DefaultMaxPayloadSize
 			}
 			over := []eventstore.Event{
 				{AggregateID: "a", Type: "T", Payload: []byte(`{}`)},
-				{AggregateID: "a", Type: "T", Payload: payload(max + 1)},
+				{AggregateID: "a", Type: "T", Payload: payload(most + 1)},
 			}
 			_, err := s.Append(ctx, over...)
-			require.True(t, errors.Is(err, eventstore.ErrInvalidEvent), "a payload of %d bytes with a limit of %d: got %v", max+1, max, err)
+			require.True(t, errors.Is(err, eventstore.ErrInvalidEvent), "a payload of %d bytes with a limit of %d: got %v", most+1, most, err)
 			all, err := eventstore.Collect(s.ReadAll(ctx, 0))
 			require.NoError(t, err)
 			require.Empty(t, all, "a refused append wrote events")
 
-			at := mustAppend(t, s, eventstore.Event{AggregateID: "a", Type: "T", Payload: payload(max)})
+			at := mustAppend(t, s, eventstore.Event{AggregateID: "a", Type: "T", Payload: payload(most)})
 			got, err := eventstore.Events(ctx, s, "a")
 			require.NoError(t, err)
 			require.Len(t, got, 1)
 			require.Equal(t, at[0].ID, got[0].ID)
-			require.Equal(t, max, len(got[0].Payload))
+			require.Equal(t, most, len(got[0].Payload))
 		})
 	}
 }

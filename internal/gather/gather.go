@@ -1,7 +1,5 @@
-// Package gather decides how long a group commit waits for concurrent
-// writers before it commits. bolt uses it. (postgres did too, briefly: its
-// commits are short next to a writer's turnaround, so the gain was 7-9%,
-// and its leader cannot leave the queue when its ctx ends.)
+// Package gather decides how long bolt's group commit waits for concurrent
+// writers before it commits.
 //
 // Writers that append again as soon as they are answered split into two
 // cohorts when a commit takes only the appends already queued: each cohort
@@ -46,8 +44,8 @@ func (g *Gatherer) Done(took time.Duration, answered, queued int) {
 // has passed since the last commit ended, as writers the last commit
 // answered come back at once or not at all. A lone writer thus never
 // waits, except once right after a burst, for at most one stall. mu is the
-// queue's lock, held on entry and on return and released
-// while waiting. Wait reports whether it waited.
+// queue's lock, held on entry and on return and released while waiting.
+// Wait reports whether it waited.
 //
 // It polls, yielding the processor to the writers it waits for, rather
 // than sleeping on a timer: Go timers shorter than a millisecond may fire
