@@ -110,7 +110,25 @@ func trimProcs(name string) string {
 
 // get returns the median of the values of unit for the benchmark name.
 func (r *results) get(name, unit string) (float64, bool) {
-	vs := r.runs[name][unit]
+	return median(r.runs[name][unit])
+}
+
+// ratios returns the ratios of the values of unit for the benchmarks a and
+// b run by run (the i-th value of a over the i-th of b: the same go test
+// measured them close together), and their median.
+func (r *results) ratios(a, b, unit string) (med float64, all []float64, ok bool) {
+	va, vb := r.runs[a][unit], r.runs[b][unit]
+	for i := range min(len(va), len(vb)) {
+		if vb[i] > 0 {
+			all = append(all, va[i]/vb[i])
+		}
+	}
+	med, ok = median(all)
+	return med, all, ok
+}
+
+// median returns the median of vs.
+func median(vs []float64) (float64, bool) {
 	if len(vs) == 0 {
 		return 0, false
 	}

@@ -44,11 +44,27 @@ func TestParse(t *testing.T) {
 	tables := renderTables(res)
 	for _, want := range []string{
 		"| Append, 1 event per call (durable) <br>`Append/batch=1` | 117.0k (88.40x) | 653 (0.49x) | 1.32k (1.00x) |",
-		"| 0.493x (653 vs 1.32k events/s) | missed |",
-		"| 11.43x (7.46k vs 653 events/s) | met |",
+		"| 0.49x; medians 653 vs 1.32k events/s | missed |",
+		"| 11.43x; medians 7.46k vs 653 events/s | met |",
 	} {
 		if !strings.Contains(tables, want) {
 			t.Errorf("tables lack %q:\n%s", want, tables)
 		}
+	}
+}
+
+// Ratios pair the runs of two benchmarks in order: a disk that is fast in
+// one run and slow in the next moves both figures of a run together.
+func TestRatios(t *testing.T) {
+	res := &results{runs: map[string]map[string][]float64{
+		"A": {"events/s": {1000, 2000, 1500}},
+		"B": {"events/s": {1000, 2100, 1400, 9999}}, // an extra run of B has no pair
+	}}
+	med, all, ok := res.ratios("A", "B", "events/s")
+	if !ok || len(all) != 3 || med != 1 {
+		t.Errorf("ratios = %v, %v, %v; want the median of 1, 0.95, 1.07: 1", med, all, ok)
+	}
+	if _, _, ok := res.ratios("A", "C", "events/s"); ok {
+		t.Error("a ratio to a benchmark that did not run")
 	}
 }
