@@ -10,12 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
-	"github.com/eventstore-go/eventstore/postgres"
 )
 
 // replyCutter is a TCP proxy in front of the server. Once armed, it drops
@@ -92,25 +90,15 @@ func (c *replyCutter) serve(client net.Conn) {
 // nothing more.
 func TestAppend_CommittedButReplyLost(t *testing.T) {
 	ctx := context.Background()
-	admin(t) // skips, or fails in CI, without a server
-	cfg, err := pgxpool.ParseConfig(testDSN())
-	require.NoError(t, err)
-	cut := newReplyCutter(t, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", cut.port
-	cfg.ConnConfig.TLSConfig, cfg.ConnConfig.Fallbacks = nil, nil
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	s, err := postgres.New(ctx, pool, &postgres.Options{Schema: freshSchema(t)})
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-
-	call := []eventstore.Event{
-		{ID: uuid.NewString(), AggregateID: "acct", Type: "Opened", Version: 1, Payload: []byte(`{}`)},
-		{ID: uuid.NewString(), AggregateID: "acct", Type: "Deposited", Version: 2, Payload: []byte(`{"amount":10}`)},
-	}
+	var cut *replyCutter
+	s := openWithConfig(t, func(cfg *pgxpool.Config) {
+		cut = newReplyCutter(t, cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", cut.port
+		cfg.ConnConfig.TLSConfig, cfg.ConnConfig.Fallbacks = nil, nil
+	})
+	call := retryableCall()
 	cut.armed.Store(true)
-	_, err = s.Append(ctx, call...)
+	_, err := s.Append(ctx, call...)
 	require.EqualValues(t, 1, cut.cuts.Load(), "no COMMIT reply was cut")
 	require.ErrorIs(t, err, eventstore.ErrUnknownOutcome)
 

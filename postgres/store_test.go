@@ -188,27 +188,41 @@ func (k *killer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.Trac
 	return ctx
 }
 
+// openWithConfig opens a store in a fresh schema on a pool of its own, whose
+// configuration (parsed from the test DSN) adjust may change first.
+func openWithConfig(t *testing.T, adjust func(*pgxpool.Config)) *postgres.Store {
+	t.Helper()
+	admin(t) // skips, or fails in CI, without a server
+	cfg, err := pgxpool.ParseConfig(testDSN())
+	require.NoError(t, err)
+	adjust(cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	s, err := postgres.New(context.Background(), pool, &postgres.Options{Schema: freshSchema(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// retryableCall returns an Append's events with IDs, so that repeating the
+// call is a retry.
+func retryableCall() []eventstore.Event {
+	return []eventstore.Event{
+		{ID: uuid.NewString(), AggregateID: "acct", Type: "Opened", Version: 1, Payload: []byte(`{}`)},
+		{ID: uuid.NewString(), AggregateID: "acct", Type: "Deposited", Version: 2, Payload: []byte(`{"amount":10}`)},
+	}
+}
+
 // A connection lost while an append is in flight gives ErrUnknownOutcome,
 // and retrying the same append stores its events exactly once.
 func TestAppend_UnknownOutcome(t *testing.T) {
 	ctx := context.Background()
 	k := &killer{admin: admin(t), t: t}
-	cfg, err := pgxpool.ParseConfig(testDSN())
-	require.NoError(t, err)
-	cfg.ConnConfig.Tracer = k
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	s, err := postgres.New(ctx, pool, &postgres.Options{Schema: freshSchema(t)})
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-
-	call := []eventstore.Event{
-		{ID: uuid.NewString(), AggregateID: "acct", Type: "Opened", Version: 1, Payload: []byte(`{}`)},
-		{ID: uuid.NewString(), AggregateID: "acct", Type: "Deposited", Version: 2, Payload: []byte(`{"amount":10}`)},
-	}
+	s := openWithConfig(t, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = k })
+	call := retryableCall()
 	k.armed.Store(true)
-	_, err = s.Append(ctx, call...)
+	_, err := s.Append(ctx, call...)
 	require.ErrorIs(t, err, eventstore.ErrUnknownOutcome)
 
 	out, err := s.Append(ctx, call...)
