@@ -175,9 +175,11 @@ func TestStore_GroupCommit(t *testing.T) {
 // TestStore_CommitGathers checks that a commit waits for the writers the
 // last one answered: with writers that append again as soon as they are
 // answered, commits carry all of them, not two alternating halves. A slow
-// commit stands in for a slow fsync, so that the writers have time to come
-// back however busy the machine is; the same writers with the wait turned
-// off (MaxCommitWait < 0) are the comparison.
+// commit stands in for a slow fsync; the same writers with the wait turned
+// off (MaxCommitWait < 0) are the comparison. On an idle machine the wait
+// saves about 45% of the commits (26 vs 48 for 200 appends); under the
+// load of a parallel make test, 25-35% (27-31 vs 40-45). Two rounds of each,
+// interleaved, keep one slow round from deciding.
 func TestStore_CommitGathers(t *testing.T) {
 	const writers, each = 8, 25
 	commits := func(maxWait time.Duration) int64 {
@@ -209,9 +211,13 @@ func TestStore_CommitGathers(t *testing.T) {
 		require.NoError(t, s.Check(ctx))
 		return n.Load()
 	}
-	gathered, alone := commits(0), commits(-1)
-	t.Logf("%d appends: %d commits gathering, %d without", writers*each, gathered, alone)
-	require.Less(t, gathered, alone*3/4, "gathering did not fill commits")
+	var gathered, alone int64
+	for range 2 {
+		gathered += commits(0)
+		alone += commits(-1)
+	}
+	t.Logf("2 x %d appends: %d commits gathering, %d without", writers*each, gathered, alone)
+	require.Less(t, gathered*5, alone*4, "gathering saved less than a fifth of the commits")
 }
 
 // A record of about 270 bytes, as the issue measures.
