@@ -43,14 +43,14 @@ func TestWait_WhenNotToWait(t *testing.T) {
 }
 
 func TestWait_BoundedWhenNobodyComes(t *testing.T) {
-	// A stall of 1ms, a limit of 500ms: nobody comes, so the stall ends
-	// the wait long before the limit would.
-	g := Gatherer{expect: 8, last: time.Second}
+	// A stall of 1ms, a limit of 2s: nobody comes, so the stall ends the
+	// wait long before the limit would.
+	g := Gatherer{expect: 8, last: 4 * time.Second}
 	waited, took := wait(&g, 1, 0)
 	if !waited {
 		t.Fatal("did not wait for the writers just answered")
 	}
-	if took > 100*time.Millisecond {
+	if took > 500*time.Millisecond {
 		t.Errorf("waited %v for writers that never came: the stall is 1ms", took)
 	}
 }
@@ -88,34 +88,19 @@ func TestWait_UntilTheWritersArrive(t *testing.T) {
 // expected, still end the wait at its limit.
 func TestWait_LimitHoldsWhileWritersTrickleIn(t *testing.T) {
 	var g Gatherer
-	g.Done(16*time.Millisecond, 1000, 0) // expect 1000; a stall of 1ms, a limit of 8ms
+	g.Done(16*time.Millisecond, 4000, 0) // expect 4000; a stall of 1ms, a limit of 8ms
 	var mu sync.Mutex
-	queued := 1
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		// One more every 100µs, until 1000 after 100ms. It spins rather
-		// than sleeps: timers this short may fire a millisecond late.
-		for range 999 {
-			for until := time.Now().Add(100 * time.Microsecond); time.Now().Before(until); {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-			}
-			mu.Lock()
-			queued++
-			mu.Unlock()
-		}
-	}()
 	mu.Lock()
 	defer mu.Unlock()
 	start := time.Now()
-	if !g.Wait(&mu, func() int { return queued }, 1024) {
+	// One more writer every 100µs, by the clock: however late Wait looks,
+	// it sees the queue grow, so only the limit can end the wait before
+	// the 4000th arrives, at 400ms.
+	queued := func() int { return 1 + int(time.Since(start)/(100*time.Microsecond)) }
+	if !g.Wait(&mu, queued, 4096) {
 		t.Fatal("did not wait")
 	}
-	if took := time.Since(start); took > 50*time.Millisecond {
-		t.Errorf("waited %v with %d queued: the limit is 8ms", took, queued)
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("waited %v with %d queued: the limit is 8ms", took, queued())
 	}
 }
