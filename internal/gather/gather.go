@@ -4,7 +4,7 @@
 // Writers that append again as soon as they are answered split into two
 // cohorts when a commit takes only the appends already queued: each cohort
 // queues while the other's commit runs, so every commit, with its fixed
-// cost (fsyncs, a round trip), carries half of them. A Gatherer remembers
+// cost (two fsyncs), carries half of them. A Gatherer remembers
 // how many appends the last commit took and saw arrive, and makes the next
 // commit wait for that many, while they keep arriving, for a bounded time.
 package gather
