@@ -44,3 +44,11 @@ type SnapshotStore interface {
 	// DeleteSnapshot removes the aggregate's snapshot, if any.
 	DeleteSnapshot(ctx context.Context, aggregateID string) error
 }
+
+// SnapshottingStore is a Store that also keeps snapshots beside its events,
+// as every backend in this module does. Code that needs both, such as an
+// aggregate repository with snapshots, takes one of these.
+type SnapshottingStore interface {
+	Store
+	SnapshotStore
+}

@@ -53,14 +53,17 @@ type Event struct {
 	// It is 1 to 512 bytes of UTF-8 with no NUL byte.
 	Type string
 
-	// Payload is the event's data, a JSON document in UTF-8. Stores return
-	// it byte for byte: whitespace and key order are kept.
+	// Payload is the event's data, a JSON document in UTF-8, at most the
+	// store's payload limit (DefaultMaxPayloadSize, 1 MiB, unless its
+	// options say otherwise). Stores return it byte for byte: whitespace and
+	// key order are kept.
 	Payload json.RawMessage
 
 	// Metadata carries enrichment such as correlation_id, causation_id and
 	// user_id. Keys are non-empty; keys and values are UTF-8 with no NUL
-	// byte. A nil and an empty map mean the same; reads return nil for an
-	// event stored without metadata.
+	// byte; keys and values hold at most MaxMetadataSize (64 KiB) bytes
+	// together. A nil and an empty map mean the same; reads return nil for
+	// an event stored without metadata.
 	//
 	// The map of an event that a read yields is read-only: events of one
 	// read whose metadata are equal (the events of one Append usually
@@ -71,8 +74,9 @@ type Event struct {
 
 	// Timestamp is when the event happened. Append sets it to the current
 	// time when it is zero. Stores keep it in UTC with microsecond precision,
-	// so what a read returns equals what Append returned. Timestamps never
-	// order the log; positions do.
+	// so what a read returns equals what Append returned. It must lie in
+	// the years 1 to 9999 (UTC). Timestamps never order the log; positions
+	// do.
 	Timestamp time.Time
 
 	// Version is the event's place within its aggregate: 1, 2, 3, ...
@@ -98,8 +102,8 @@ func (e Event) Unmarshal(v any) error {
 // it releases what it holds when the caller stops early (break), checks ctx
 // between items, and on failure yields one non-nil error and stops. A caller
 // may call Append from inside the loop of a read. Reads and Version of an
-// aggregate ID or type that no event can have (see Prepare) find nothing;
-// they are not errors.
+// aggregate ID or type that no event can have (see the rules on Event) find
+// nothing; they are not errors.
 type Store interface {
 	// Append atomically stores events, all of which must belong to one
 	// aggregate, and returns them as stored: IDs, timestamps, versions and
@@ -115,8 +119,12 @@ type Store interface {
 	// returns the stored events. An ID stored for another event fails with
 	// an error matching ErrDuplicateEvent.
 	//
-	// Invalid events fail with an error matching ErrInvalidEvent and write
-	// nothing; see Prepare. Appending no events does nothing and returns
+	// Invalid events fail with an error matching ErrInvalidEvent (an
+	// *InvalidEventError naming the event and field) and write nothing: a
+	// field outside the rules documented on Event, a payload larger than the
+	// store's limit (DefaultMaxPayloadSize unless its options say
+	// otherwise), events of more than one aggregate, the same ID twice,
+	// versions that mix zero and non-zero or are not consecutive. Appending no events does nothing and returns
 	// nil. After Close, Append fails with ErrClosed.
 	Append(ctx context.Context, events ...Event) ([]Event, error)
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/index"
+	"github.com/eventstore-go/eventstore/storekit"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -45,7 +46,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		return nil, err
 	}
 	defer s.exit()
-	prepared, err := eventstore.Prepare(events, s.maxPayload)
+	prepared, err := storekit.Prepare(events, s.maxPayload)
 	if err != nil || len(prepared) == 0 {
 		return nil, err
 	}
@@ -278,7 +279,7 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 		found[i] = true
 	}
 	if found != nil {
-		if err := eventstore.CheckRetry(r.caller, stored, found); err != nil {
+		if err := storekit.CheckRetry(r.caller, stored, found); err != nil {
 			return nil, false, err
 		}
 		return stored, false, nil
@@ -291,7 +292,7 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 	if err != nil {
 		return nil, false, err
 	}
-	if err := eventstore.AssignVersions(events, current); err != nil {
+	if err := storekit.AssignVersions(events, current); err != nil {
 		return nil, false, err
 	}
 

@@ -60,7 +60,7 @@ func TestSnapshots(t *testing.T) {
 func isClosed(err error) bool { return errors.Is(err, eventstore.ErrClosed) }
 
 func TestRepository(t *testing.T) {
-	storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore { return MustOpen(t, nil) })
+	storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return MustOpen(t, nil) })
 }
 
 func TestPayloadLimit(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +16,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	snap, err := eventstore.PrepareSnapshot(snap)
+	snap, err := storekit.PrepareSnapshot(snap)
 	if err != nil {
 		return err
 	}

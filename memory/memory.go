@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 )
 
 // pageSize is how many events a read copies out under one lock.
@@ -74,7 +75,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	prepared, err := eventstore.Prepare(events, s.maxPayload)
+	prepared, err := storekit.Prepare(events, s.maxPayload)
 	if err != nil || len(prepared) == 0 {
 		s.mu.RLock()
 		closed := s.closed
@@ -104,14 +105,14 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		}
 	}
 	if found != nil {
-		if err := eventstore.CheckRetry(events, stored, found); err != nil {
+		if err := storekit.CheckRetry(events, stored, found); err != nil {
 			return nil, err
 		}
 		return cloneAll(stored), nil
 	}
 
 	aggID := prepared[0].AggregateID
-	if err := eventstore.AssignVersions(prepared, uint64(len(s.aggs[aggID]))); err != nil {
+	if err := storekit.AssignVersions(prepared, uint64(len(s.aggs[aggID]))); err != nil {
 		return nil, err
 	}
 	for i := range prepared {

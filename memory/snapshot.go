@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 )
 
 // SaveSnapshot implements eventstore.SnapshotStore.
@@ -13,7 +14,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	snap, err := eventstore.PrepareSnapshot(snap)
+	snap, err := storekit.PrepareSnapshot(snap)
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,12 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 )
 
 // Append implements eventstore.Store.
 //
-// It validates events with eventstore.Prepare before any SQL runs, then
+// It validates events with storekit.Prepare before any SQL runs, then
 // sends one pipeline, in one round trip: BEGIN; lock log_head (the lock that
 // serializes appends and hands out positions, held until COMMIT); one
 // statement per append that reads the aggregate's version, looks up the
@@ -31,7 +32,7 @@ import (
 // statement sees the effects of those before it, so each append is checked
 // as if it ran alone, and a conflict or retry of one commits nothing of it
 // and does not affect the others. A retry or a conflict is decided by the
-// shared rules (eventstore.CheckRetry, eventstore.AssignVersions).
+// shared rules (storekit.CheckRetry, storekit.AssignVersions).
 //
 // A connection lost while the pipeline was in flight returns an error
 // matching eventstore.ErrUnknownOutcome. So does ctx ending while the
@@ -46,7 +47,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 	if s.closed.Load() {
 		return nil, eventstore.ErrClosed
 	}
-	prepared, err := eventstore.Prepare(events, s.opts.MaxPayloadSize)
+	prepared, err := storekit.Prepare(events, s.opts.MaxPayloadSize)
 	if err != nil || len(prepared) == 0 {
 		return nil, err
 	}
@@ -109,7 +110,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		// change, so reading them after the commit is as good as inside it.
 		return s.retry(ctx, events, prepared)
 	}
-	if err := eventstore.AssignVersions(prepared, uint64(res.current)); err != nil {
+	if err := storekit.AssignVersions(prepared, uint64(res.current)); err != nil {
 		return nil, err
 	}
 	// The statement inserted the events at these versions and positions.
@@ -342,7 +343,7 @@ func (s *Store) retry(ctx context.Context, events, prepared []eventstore.Event) 
 			}
 		}
 	}
-	if err := eventstore.CheckRetry(events, stored, found); err != nil {
+	if err := storekit.CheckRetry(events, stored, found); err != nil {
 		return nil, err
 	}
 	return stored, nil

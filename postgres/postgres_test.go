@@ -115,5 +115,5 @@ func TestSnapshots(t *testing.T) {
 
 func TestRepository(t *testing.T) {
 	admin(t)
-	storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore { return mustOpen(t, nil) })
+	storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return mustOpen(t, nil) })
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/eventstore-go/eventstore"
 )
 
-// The range of timestamps a store holds, as eventstore.Prepare enforces.
+// The range of timestamps a store holds, as storekit.Prepare enforces.
 var (
 	minTimestamp = time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC)
 	maxTimestamp = time.Date(9999, time.December, 31, 23, 59, 59, 999999000, time.UTC)

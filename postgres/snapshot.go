@@ -10,10 +10,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 )
 
 // SaveSnapshot implements eventstore.SnapshotStore. It validates snap with
-// eventstore.PrepareSnapshot, then upserts it in one statement that keeps
+// storekit.PrepareSnapshot, then upserts it in one statement that keeps
 // a stored snapshot of a higher version.
 func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) error {
 	if err := ctx.Err(); err != nil {
@@ -22,7 +23,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 	if s.closed.Load() {
 		return eventstore.ErrClosed
 	}
-	snap, err := eventstore.PrepareSnapshot(snap)
+	snap, err := storekit.PrepareSnapshot(snap)
 	if err != nil {
 		return err
 	}

@@ -14,25 +14,18 @@ import (
 	"github.com/eventstore-go/eventstore/aggregate"
 )
 
-// EventSnapshotStore is a Store that also keeps snapshots, as every backend
-// does.
-type EventSnapshotStore interface {
-	eventstore.Store
-	eventstore.SnapshotStore
-}
-
 // RunRepository runs the behaviour tests of package aggregate (loading,
 // saving, retries, snapshots, temporal queries, upcasting, metadata) against
 // the stores newStore returns, one fresh, empty store per subtest.
 //
 //	func TestRepository(t *testing.T) {
-//		storetest.RunRepository(t, func(t *testing.T) storetest.EventSnapshotStore { return mustOpen(t) })
+//		storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return mustOpen(t) })
 //	}
-func RunRepository(t *testing.T, newStore func(t *testing.T) EventSnapshotStore) {
+func RunRepository(t *testing.T, newStore func(t *testing.T) eventstore.SnapshottingStore) {
 	t.Helper()
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s EventSnapshotStore)
+		fn   func(t *testing.T, s eventstore.SnapshottingStore)
 	}{
 		{"LoadEmpty", testRepoLoadEmpty},
 		{"SaveLoad", testRepoSaveLoad},
@@ -129,7 +122,7 @@ func tTypes() *aggregate.Registry {
 	return reg
 }
 
-func tRepo(s EventSnapshotStore, opts *aggregate.Options) *aggregate.Repository[*tAccount] {
+func tRepo(s eventstore.SnapshottingStore, opts *aggregate.Options) *aggregate.Repository[*tAccount] {
 	o := aggregate.Options{Types: tTypes(), Snapshots: s, SnapshotEvery: 1000, SnapshotSchema: "account/v1"}
 	if opts != nil {
 		o = *opts
@@ -178,14 +171,14 @@ func wantAccount(t *testing.T, a *tAccount, version uint64, balance int64) {
 	}
 }
 
-func testRepoLoadEmpty(t *testing.T, s EventSnapshotStore) {
+func testRepoLoadEmpty(t *testing.T, s eventstore.SnapshottingStore) {
 	a := mustLoad(t, tRepo(s, nil), "acc-none")
 	if a.ID != "acc-none" || a.Version != 0 || a.Owner != "" || a.Applied != 0 {
 		t.Fatalf("Load of an aggregate with no events = %+v, want a fresh one", a)
 	}
 }
 
-func testRepoSaveLoad(t *testing.T, s EventSnapshotStore) {
+func testRepoSaveLoad(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, nil)
 	a := mustLoad(t, r, "acc-1")
@@ -229,7 +222,7 @@ func testRepoSaveLoad(t *testing.T, s EventSnapshotStore) {
 	wantAccount(t, mustLoad(t, r, "acc-1"), 3, 30)
 }
 
-func testRepoConflict(t *testing.T, s EventSnapshotStore) {
+func testRepoConflict(t *testing.T, s eventstore.SnapshottingStore) {
 	r := tRepo(s, nil)
 	openTAccount(t, r, "acc-c", 1)
 	first := mustLoad(t, r, "acc-c")
@@ -248,7 +241,7 @@ func testRepoConflict(t *testing.T, s EventSnapshotStore) {
 	wantAccount(t, mustLoad(t, r, "acc-c"), 3, 11)
 }
 
-func testRepoRunRetries(t *testing.T, s EventSnapshotStore) {
+func testRepoRunRetries(t *testing.T, s eventstore.SnapshottingStore) {
 	r := tRepo(s, nil)
 	other := tRepo(s, nil)
 	openTAccount(t, r, "acc-r", 0)
@@ -272,7 +265,7 @@ func testRepoRunRetries(t *testing.T, s EventSnapshotStore) {
 	wantAccount(t, mustLoad(t, r, "acc-r"), 3, 12)
 }
 
-func testRepoRunBounded(t *testing.T, s EventSnapshotStore) {
+func testRepoRunBounded(t *testing.T, s eventstore.SnapshottingStore) {
 	r := tRepo(s, &aggregate.Options{MaxAttempts: 2})
 	openTAccount(t, r, "acc-b", 0)
 	calls := 0
@@ -295,7 +288,7 @@ func testRepoRunBounded(t *testing.T, s EventSnapshotStore) {
 	wantAccount(t, mustLoad(t, r, "acc-b"), 3, 2)
 }
 
-func testRepoRunConcurrent(t *testing.T, s EventSnapshotStore) {
+func testRepoRunConcurrent(t *testing.T, s eventstore.SnapshottingStore) {
 	const workers, each = 4, 5
 	r := tRepo(s, &aggregate.Options{Snapshots: s, SnapshotEvery: 3, SnapshotSchema: "account/v1", MaxAttempts: 1000})
 	openTAccount(t, r, "acc-cc", 0)
@@ -324,7 +317,7 @@ func testRepoRunConcurrent(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoRunDecideError(t *testing.T, s EventSnapshotStore) {
+func testRepoRunDecideError(t *testing.T, s eventstore.SnapshottingStore) {
 	r := tRepo(s, nil)
 	_, err := r.Run(context.Background(), "acc-missing", func(a *tAccount) ([]aggregate.Data, error) {
 		return a.deposit(10)
@@ -342,7 +335,7 @@ func testRepoRunDecideError(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoSnapshotPolicy(t *testing.T, s EventSnapshotStore) {
+func testRepoSnapshotPolicy(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	var snapErrs []error
 	r := tRepo(s, &aggregate.Options{Snapshots: s, SnapshotEvery: 3, SnapshotSchema: "account/v1",
@@ -386,7 +379,7 @@ func testRepoSnapshotPolicy(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoSnapshotUsed(t *testing.T, s EventSnapshotStore) {
+func testRepoSnapshotUsed(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, nil)
 	openTAccount(t, r, "acc-u", 4) // version 5, balance 10
@@ -412,7 +405,7 @@ func testRepoSnapshotUsed(t *testing.T, s EventSnapshotStore) {
 	wantAccount(t, b, 2, 1)
 }
 
-func testRepoSnapshotIgnored(t *testing.T, s EventSnapshotStore) {
+func testRepoSnapshotIgnored(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, nil)
 	openTAccount(t, r, "acc-i", 4) // version 5, balance 10
@@ -449,7 +442,7 @@ func testRepoSnapshotIgnored(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoLoadVersion(t *testing.T, s EventSnapshotStore) {
+func testRepoLoadVersion(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, &aggregate.Options{Snapshots: s, SnapshotEvery: 2, SnapshotSchema: "account/v1"})
 	openTAccount(t, r, "acc-v", 5) // version 6, balance 15, snapshot at 6
@@ -469,7 +462,7 @@ func testRepoLoadVersion(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoLoadTime(t *testing.T, s EventSnapshotStore) {
+func testRepoLoadTime(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, nil)
 	reg := tTypes()
@@ -533,7 +526,7 @@ func testRepoLoadTime(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoUpcast(t *testing.T, s EventSnapshotStore) {
+func testRepoUpcast(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	// Events written before MoneyDeposited had a schema_version, in the
 	// v1 shape, by plain Appends.
@@ -581,7 +574,7 @@ func testRepoUpcast(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoUnknownEvent(t *testing.T, s EventSnapshotStore) {
+func testRepoUnknownEvent(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	if _, err := s.Append(ctx,
 		eventstore.Event{AggregateID: "acc-x", Type: "AccountOpened", Payload: json.RawMessage(`{"owner":"eve"}`)},
@@ -605,7 +598,7 @@ type tDeposit struct {
 
 func (tDeposit) CommandType() string { return "Deposit" }
 
-func testRepoMetadata(t *testing.T, s EventSnapshotStore) {
+func testRepoMetadata(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, nil)
 	openTAccount(t, r, "acc-m", 0)
@@ -668,7 +661,7 @@ func testRepoMetadata(t *testing.T, s EventSnapshotStore) {
 	}
 }
 
-func testRepoIdempotent(t *testing.T, s EventSnapshotStore) {
+func testRepoIdempotent(t *testing.T, s eventstore.SnapshottingStore) {
 	ctx := context.Background()
 	r := tRepo(s, nil)
 	openTAccount(t, r, "acc-d", 3) // version 4, balance 6

@@ -1,4 +1,4 @@
-package eventstore_test
+package storekit_test
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 )
 
 func TestPrepare_FillsInAndCopies(t *testing.T) {
@@ -18,7 +19,7 @@ func TestPrepare_FillsInAndCopies(t *testing.T) {
 		Metadata: map[string]string{"k": "v"}, Position: 7,
 		Timestamp: time.Date(2020, 1, 1, 1, 0, 0, 123456789, time.FixedZone("Z", 3600)),
 	}}
-	out, err := eventstore.Prepare(in, 0)
+	out, err := storekit.Prepare(in, 0)
 	require.NoError(t, err)
 	require.Len(t, out, 1)
 	_, err = uuid.Parse(out[0].ID)
@@ -35,9 +36,9 @@ func TestPrepare_FillsInAndCopies(t *testing.T) {
 
 func TestPrepare_PayloadLimit(t *testing.T) {
 	e := eventstore.Event{AggregateID: "a", Type: "T", Payload: json.RawMessage(`"12345678"`)}
-	_, err := eventstore.Prepare([]eventstore.Event{e}, 10)
+	_, err := storekit.Prepare([]eventstore.Event{e}, 10)
 	require.NoError(t, err)
-	_, err = eventstore.Prepare([]eventstore.Event{e}, 9)
+	_, err = storekit.Prepare([]eventstore.Event{e}, 9)
 	var ie *eventstore.InvalidEventError
 	require.ErrorAs(t, err, &ie)
 	require.Equal(t, "Payload", ie.Field)
@@ -45,13 +46,13 @@ func TestPrepare_PayloadLimit(t *testing.T) {
 
 func TestAssignVersions(t *testing.T) {
 	events := []eventstore.Event{{AggregateID: "a"}, {AggregateID: "a"}}
-	require.NoError(t, eventstore.AssignVersions(events, 4))
+	require.NoError(t, storekit.AssignVersions(events, 4))
 	require.Equal(t, uint64(5), events[0].Version)
 	require.Equal(t, uint64(6), events[1].Version)
 
 	events = []eventstore.Event{{AggregateID: "a", Version: 3}}
-	require.NoError(t, eventstore.AssignVersions(events, 2))
-	err := eventstore.AssignVersions(events, 3)
+	require.NoError(t, storekit.AssignVersions(events, 2))
+	err := storekit.AssignVersions(events, 3)
 	var ce *eventstore.ConflictError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, eventstore.ConflictError{AggregateID: "a", Expected: 2, Actual: 3}, *ce)
@@ -72,12 +73,12 @@ func TestCheckRetry(t *testing.T) {
 		return r
 	}
 	both := []bool{true, true}
-	require.NoError(t, eventstore.CheckRetry(request(), stored, both))
+	require.NoError(t, storekit.CheckRetry(request(), stored, both))
 
 	r := request()
 	r[0].Version, r[1].Version = 4, 5
 	r[1].Timestamp = ts.In(time.FixedZone("X", 7200)) // the same instant
-	require.NoError(t, eventstore.CheckRetry(r, stored, both))
+	require.NoError(t, storekit.CheckRetry(r, stored, both))
 
 	for name, change := range map[string]func(r []eventstore.Event){
 		"Payload":   func(r []eventstore.Event) { r[1].Payload = json.RawMessage(` 2`) },
@@ -88,14 +89,14 @@ func TestCheckRetry(t *testing.T) {
 	} {
 		r := request()
 		change(r)
-		err := eventstore.CheckRetry(r, stored, both)
+		err := storekit.CheckRetry(r, stored, both)
 		var de *eventstore.DuplicateEventError
 		require.ErrorAs(t, err, &de, name)
 		require.ErrorIs(t, err, eventstore.ErrDuplicateEvent, name)
 	}
 
 	// Only the second is stored: a duplicate naming the stored ID.
-	err := eventstore.CheckRetry(request(), []eventstore.Event{{}, stored[1]}, []bool{false, true})
+	err := storekit.CheckRetry(request(), []eventstore.Event{{}, stored[1]}, []bool{false, true})
 	var de *eventstore.DuplicateEventError
 	require.ErrorAs(t, err, &de)
 	require.Equal(t, stored[1].ID, de.ID)
@@ -103,7 +104,7 @@ func TestCheckRetry(t *testing.T) {
 	// Stored, but not as one run of versions.
 	gap := []eventstore.Event{stored[0], stored[1]}
 	gap[1].Version = 9
-	require.ErrorIs(t, eventstore.CheckRetry(request(), gap, both), eventstore.ErrDuplicateEvent)
+	require.ErrorIs(t, storekit.CheckRetry(request(), gap, both), eventstore.ErrDuplicateEvent)
 }
 
 func TestNewEvent(t *testing.T) {

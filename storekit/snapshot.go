@@ -1,8 +1,10 @@
-package eventstore
+package storekit
 
 import (
 	"bytes"
 	"time"
+
+	"github.com/eventstore-go/eventstore"
 )
 
 // PrepareSnapshot validates a snapshot for SaveSnapshot and returns a copy
@@ -21,25 +23,25 @@ import (
 //   - a Timestamp outside the years 1 to 9999.
 //
 // State is opaque bytes of any length, including none.
-func PrepareSnapshot(snap Snapshot) (Snapshot, error) {
+func PrepareSnapshot(snap eventstore.Snapshot) (eventstore.Snapshot, error) {
 	if err := checkName(snap.AggregateID); err != "" {
-		return Snapshot{}, invalid(0, "AggregateID", err)
+		return eventstore.Snapshot{}, invalid(0, "AggregateID", err)
 	}
 	if snap.Version == 0 {
-		return Snapshot{}, invalid(0, "Version", "a snapshot's version must be at least 1")
+		return eventstore.Snapshot{}, invalid(0, "Version", "a snapshot's version must be at least 1")
 	}
-	if len(snap.Schema) > MaxNameLength {
-		return Snapshot{}, invalid(0, "Schema", "longer than 512 bytes")
+	if len(snap.Schema) > eventstore.MaxNameLength {
+		return eventstore.Snapshot{}, invalid(0, "Schema", "longer than 512 bytes")
 	}
 	if !validString(snap.Schema) {
-		return Snapshot{}, invalid(0, "Schema", "not UTF-8 or holds a NUL byte")
+		return eventstore.Snapshot{}, invalid(0, "Schema", "not UTF-8 or holds a NUL byte")
 	}
 	if snap.Timestamp.IsZero() {
-		snap.Timestamp = NormalizeTime(time.Now())
+		snap.Timestamp = eventstore.NormalizeTime(time.Now())
 	} else {
-		snap.Timestamp = NormalizeTime(snap.Timestamp)
+		snap.Timestamp = eventstore.NormalizeTime(snap.Timestamp)
 		if snap.Timestamp.Before(minTimestamp) || snap.Timestamp.After(maxTimestamp) {
-			return Snapshot{}, invalid(0, "Timestamp", "outside the years 1 to 9999")
+			return eventstore.Snapshot{}, invalid(0, "Timestamp", "outside the years 1 to 9999")
 		}
 	}
 	snap.State = bytes.Clone(snap.State)

@@ -1,4 +1,4 @@
-package eventstore_test
+package storekit_test
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storekit"
 )
 
 func TestPrepareSnapshot(t *testing.T) {
@@ -17,7 +18,7 @@ func TestPrepareSnapshot(t *testing.T) {
 		State:       []byte("state"),
 		Timestamp:   time.Date(2024, 1, 2, 3, 4, 5, 6789, zone),
 	}
-	out, err := eventstore.PrepareSnapshot(in)
+	out, err := storekit.PrepareSnapshot(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestPrepareSnapshot(t *testing.T) {
 
 	in.Timestamp = time.Time{}
 	before := time.Now().UTC().Truncate(time.Microsecond)
-	out, err = eventstore.PrepareSnapshot(in)
+	out, err = storekit.PrepareSnapshot(in)
 	if err != nil || out.Timestamp.Before(before) || out.Timestamp.Location() != time.UTC {
 		t.Errorf("zero Timestamp: got %v, %v; want now in UTC", out.Timestamp, err)
 	}
@@ -42,7 +43,7 @@ func TestPrepareSnapshot(t *testing.T) {
 		"Schema":      {AggregateID: "a", Version: 1, Schema: "\x00"},
 		"Timestamp":   {AggregateID: "a", Version: 1, Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
-		_, err := eventstore.PrepareSnapshot(snap)
+		_, err := storekit.PrepareSnapshot(snap)
 		var ie *eventstore.InvalidEventError
 		if !errors.Is(err, eventstore.ErrInvalidEvent) || !errors.As(err, &ie) || ie.Field != name {
 			t.Errorf("PrepareSnapshot with a bad %s = %v, want an *InvalidEventError on that field", name, err)

@@ -1,4 +1,14 @@
-package eventstore
+// Package storekit holds what those who write an eventstore.Store share: the
+// rules that decide which events an Append accepts ([Prepare]), how versions
+// are checked and assigned ([AssignVersions]), what a repeated Append means
+// ([CheckRetry]) and which snapshots a SnapshotStore accepts
+// ([PrepareSnapshot]). Every backend in this module calls them, so every
+// backend accepts and rejects the same input and treats retries and
+// conflicts alike; package storetest then checks the rest of the behaviour.
+//
+// Applications do not need this package: the rules it enforces are
+// documented on eventstore.Event and eventstore.Store.
+package storekit
 
 import (
 	"bytes"
@@ -9,20 +19,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-)
 
-// Limits shared by every store.
-const (
-	// MaxNameLength is the longest AggregateID or Type, in bytes.
-	MaxNameLength = 512
-
-	// MaxMetadataSize is the most bytes an event's metadata keys and
-	// values may hold together.
-	MaxMetadataSize = 64 << 10
-
-	// DefaultMaxPayloadSize is the largest payload a store accepts unless
-	// its options say otherwise, in bytes.
-	DefaultMaxPayloadSize = 1 << 20
+	"github.com/eventstore-go/eventstore"
 )
 
 // The range of timestamps every backend can store and order.
@@ -31,38 +29,34 @@ var (
 	maxTimestamp = time.Date(9999, time.December, 31, 23, 59, 59, 999999000, time.UTC)
 )
 
-// The functions below are for those who write a Store. They hold the rules
-// every backend shares, so that every backend accepts and rejects exactly the
-// same input and treats retries and conflicts alike.
-
 // Prepare validates the events of one Append call and returns copies ready to
 // store: IDs assigned where empty (UUIDv7), IDs in canonical form, timestamps
 // set where zero and truncated to UTC microseconds, metadata copied (nil when
 // empty), Position zero. It never modifies events.
 //
 // maxPayload is the largest payload accepted, in bytes; zero or less means
-// DefaultMaxPayloadSize. Prepare returns an error matching ErrInvalidEvent
-// (an *InvalidEventError) for:
+// eventstore.DefaultMaxPayloadSize. Prepare returns an error matching ErrInvalidEvent
+// (an *eventstore.InvalidEventError) for:
 //   - an AggregateID or Type that is empty, longer than MaxNameLength, not
 //     UTF-8, or holds a NUL byte;
 //   - an ID that is not a UUID;
 //   - a Payload that is not a JSON document in UTF-8, or is larger than
 //     maxPayload;
 //   - Metadata with an empty key, a key or value that is not UTF-8 or
-//     holds a NUL byte, or more than MaxMetadataSize bytes of keys and
+//     holds a NUL byte, or more than eventstore.MaxMetadataSize bytes of keys and
 //     values;
 //   - a Timestamp outside the years 1 to 9999;
 //   - events of more than one aggregate, the same ID twice, versions that
 //     mix zero and non-zero, or non-zero versions that are not consecutive.
-func Prepare(events []Event, maxPayload int) ([]Event, error) {
+func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
 	if maxPayload <= 0 {
-		maxPayload = DefaultMaxPayloadSize
+		maxPayload = eventstore.DefaultMaxPayloadSize
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	out := make([]Event, len(events))
+	out := make([]eventstore.Event, len(events))
 	for i, e := range events {
 		if err := checkName(e.AggregateID); err != "" {
 			return nil, invalid(i, "AggregateID", err)
@@ -99,7 +93,7 @@ func Prepare(events []Event, maxPayload int) ([]Event, error) {
 				return nil, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
 			}
 		}
-		if metaSize > MaxMetadataSize {
+		if metaSize > eventstore.MaxMetadataSize {
 			return nil, invalid(i, "Metadata", "larger than 64 KiB")
 		}
 		if len(e.Metadata) == 0 {
@@ -110,7 +104,7 @@ func Prepare(events []Event, maxPayload int) ([]Event, error) {
 		if e.Timestamp.IsZero() {
 			e.Timestamp = now
 		} else {
-			e.Timestamp = NormalizeTime(e.Timestamp)
+			e.Timestamp = eventstore.NormalizeTime(e.Timestamp)
 			if e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp) {
 				return nil, invalid(i, "Timestamp", "outside the years 1 to 9999")
 			}
@@ -139,23 +133,17 @@ func Prepare(events []Event, maxPayload int) ([]Event, error) {
 	return out, nil
 }
 
-// NormalizeTime returns t in UTC, truncated to microseconds, without a
-// monotonic clock reading: the form in which every store keeps timestamps.
-func NormalizeTime(t time.Time) time.Time {
-	return t.UTC().Truncate(time.Microsecond)
-}
-
 // AssignVersions checks the prepared events of one Append against their
 // aggregate's current version and, where the events carry version 0,
-// numbers them current+1, current+2, ... It returns a *ConflictError when
+// numbers them current+1, current+2, ... It returns a *eventstore.ConflictError when
 // non-zero versions do not start at current+1.
-func AssignVersions(events []Event, current uint64) error {
+func AssignVersions(events []eventstore.Event, current uint64) error {
 	if len(events) == 0 {
 		return nil
 	}
 	if first := events[0].Version; first != 0 {
 		if first != current+1 {
-			return &ConflictError{AggregateID: events[0].AggregateID, Expected: first - 1, Actual: current}
+			return &eventstore.ConflictError{AggregateID: events[0].AggregateID, Expected: first - 1, Actual: current}
 		}
 		return nil
 	}
@@ -176,34 +164,34 @@ func AssignVersions(events []Event, current uint64) error {
 // type, payload bytes and metadata, and with the same version and timestamp
 // wherever the request set them. The store then returns stored and writes
 // nothing. Otherwise it returns a *DuplicateEventError.
-func CheckRetry(requested, stored []Event, found []bool) error {
+func CheckRetry(requested, stored []eventstore.Event, found []bool) error {
 	for i, r := range requested {
 		if !found[i] || !sameEvent(r, stored[i]) ||
 			stored[i].Version != stored[0].Version+uint64(i) {
 			// Name an ID that is stored: that is the one the caller must look at.
 			for j := range requested {
 				if found[j] {
-					return &DuplicateEventError{ID: stored[j].ID}
+					return &eventstore.DuplicateEventError{ID: stored[j].ID}
 				}
 			}
-			return &DuplicateEventError{ID: r.ID}
+			return &eventstore.DuplicateEventError{ID: r.ID}
 		}
 	}
 	return nil
 }
 
 // sameEvent reports whether stored is what requested would have stored.
-func sameEvent(requested, stored Event) bool {
+func sameEvent(requested, stored eventstore.Event) bool {
 	return requested.AggregateID == stored.AggregateID &&
 		requested.Type == stored.Type &&
 		bytes.Equal(requested.Payload, stored.Payload) &&
 		maps.Equal(requested.Metadata, stored.Metadata) &&
 		(requested.Version == 0 || requested.Version == stored.Version) &&
-		(requested.Timestamp.IsZero() || NormalizeTime(requested.Timestamp).Equal(stored.Timestamp))
+		(requested.Timestamp.IsZero() || eventstore.NormalizeTime(requested.Timestamp).Equal(stored.Timestamp))
 }
 
 func invalid(i int, field, reason string) error {
-	return &InvalidEventError{Index: i, Field: field, Reason: reason}
+	return &eventstore.InvalidEventError{Index: i, Field: field, Reason: reason}
 }
 
 // checkName returns why s is not a valid AggregateID or Type, or "".
@@ -211,7 +199,7 @@ func checkName(s string) string {
 	switch {
 	case s == "":
 		return "empty"
-	case len(s) > MaxNameLength:
+	case len(s) > eventstore.MaxNameLength:
 		return "longer than 512 bytes"
 	case !validString(s):
 		return "not UTF-8 or holds a NUL byte"
