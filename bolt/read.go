@@ -42,9 +42,23 @@ func bucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 }
 
 // pageFunc reads the next page of a read in the read transaction tx: it
-// appends up to n events to page, decoded with d, and returns page. A page
-// of fewer than n events is the last, unless more is set.
+// appends to page, decoded with d, up to n events and up to maxPageBytes of
+// records (at least one event), and returns page and whether the read goes
+// on after it.
 type pageFunc func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) (_ []eventstore.Event, more bool, _ error)
+
+// maxPageBytes caps the records one page of a read copies out (payloads,
+// metadata and names), as maxBatchBytes caps a commit: with 1 MiB payloads
+// a page of DefaultReadPageSize events would hold 512 MiB, even for a
+// caller that stops after one event. A page always holds at least one
+// event.
+const maxPageBytes = 16 << 20
+
+// pageFull reports whether a page of len(page) events, holding size bytes
+// of records, takes no more.
+func pageFull(page []eventstore.Event, n, size int) bool {
+	return len(page) >= n || size >= maxPageBytes
+}
 
 // read streams the pages that the pageFunc from start reads, one read
 // transaction per page, never yielding while a transaction is open. Each
@@ -88,7 +102,7 @@ func (s *Store) read(ctx context.Context, start func() pageFunc) iter.Seq2[event
 				yield(eventstore.Event{}, err)
 				return
 			}
-			if len(page) < s.pageSize && !more {
+			if !more {
 				return
 			}
 		}
@@ -127,11 +141,27 @@ func putReadBuf(rb *readBuf) {
 	readBufs.Put(rb)
 }
 
-// ReadAggregate implements eventstore.Store.
+// errMissing is the cause of the ErrCorrupt that ends a read whose walk
+// over a bucket skipped keys, met them out of order, or ended before the
+// last key of its range: signs of a damaged page, whose records may all be
+// intact.
+var errMissing = errors.New("keys missing from the walk (a damaged page?)")
+
+// ReadAggregate implements eventstore.Store. See "Damaged files" in the
+// package doc for what it checks.
 func (s *Store) ReadAggregate(ctx context.Context, aggregateID string, afterVersion uint64) iter.Seq2[eventstore.Event, error] {
+	return s.read(ctx, aggregatePages(aggregateID, afterVersion))
+}
+
+// aggregatePages reads the events of one aggregate after afterVersion. The
+// versions it walks must be afterVersion+1, +2, ... with no gap; when the
+// walk leaves the aggregate's keys, checkVersion compares the last version
+// walked with the aggregate's version in the same transaction.
+func aggregatePages(aggregateID string, afterVersion uint64) func() pageFunc {
 	prefix := index.AggregatePrefix(aggregateID)
-	return s.read(ctx, func() pageFunc {
-		after := afterVersion
+	return func() pageFunc {
+		after := afterVersion // the last version walked, or afterVersion
+		walked := false
 		return func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
 			if after == ^uint64(0) {
 				return page, false, nil
@@ -142,40 +172,117 @@ func (s *Store) ReadAggregate(ctx context.Context, aggregateID string, afterVers
 			}
 			c := b.Cursor()
 			seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
-			for k, v := c.Seek(seek); k != nil && len(page) < n && index.IsEventOf(k, prefix); k, v = c.Next() {
+			size := 0
+			for k, v := c.Seek(seek); k != nil && index.IsEventOf(k, prefix); k, v = c.Next() {
+				if pageFull(page, n, size) {
+					return page, true, nil
+				}
 				if page, err = d.decodePage(k, v, page); err != nil {
 					return page, false, err
 				}
-				after = page[len(page)-1].Version
+				if version := page[len(page)-1].Version; version != after+1 {
+					return page[:len(page)-1], false, corrupt("event", k, fmt.Errorf("%w: version %d follows version %d", errMissing, version, after))
+				}
+				after++
+				walked = true
+				size += len(v)
 			}
-			return page, false, nil
+			return page, false, checkVersion(c, prefix, after, walked)
 		}
-	})
+	}
 }
 
-// ReadAll implements eventstore.Store.
+// checkVersion is called when a walk over the events keys of the aggregate
+// whose prefix is prefix has left them, in the transaction of c, having
+// reached version after (walked: by walking at least one key). It seeks the
+// aggregate's last version on its own and fails with ErrCorrupt unless it
+// is the one the walk reached: a damaged page that hid the aggregate's last
+// keys from the walk, but not from the seek, would otherwise end the read
+// early without an error. In one transaction, no concurrent append can make
+// the two disagree.
+func checkVersion(c *bbolt.Cursor, prefix []byte, after uint64, walked bool) error {
+	v, err := lastVersion(c, prefix)
+	if err != nil {
+		return err
+	}
+	if v > after || walked && v < after {
+		return corrupt("aggregate", prefix, fmt.Errorf("%w: the walk ended at version %d, the aggregate's last version is %d", errMissing, after, v))
+	}
+	return nil
+}
+
+// ReadAll implements eventstore.Store. See "Damaged files" in the package
+// doc for what it checks.
 func (s *Store) ReadAll(ctx context.Context, afterPosition uint64) iter.Seq2[eventstore.Event, error] {
-	return s.readPointers(ctx, bucketPositions, index.Position(afterPosition+1), nil, afterPosition == ^uint64(0))
+	return s.read(ctx, pointerPages(pointerRead{
+		name:    bucketPositions,
+		from:    index.Position(afterPosition + 1),
+		within:  func(k []byte) bool { return len(k) == index.PositionSize },
+		none:    afterPosition == ^uint64(0),
+		gapless: true,
+		after:   afterPosition,
+	}))
 }
 
-// ReadType implements eventstore.Store.
+// ReadType implements eventstore.Store. See "Damaged files" in the package
+// doc for what it checks.
 func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition uint64) iter.Seq2[eventstore.Event, error] {
 	prefix := index.TypePrefix(eventType)
-	within := func(k []byte) bool { return len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix) }
-	return s.readPointers(ctx, bucketTypes, index.Type(eventType, afterPosition+1), within, afterPosition == ^uint64(0))
+	return s.read(ctx, pointerPages(pointerRead{
+		name:   bucketTypes,
+		from:   index.Type(eventType, afterPosition+1),
+		last:   index.Type(eventType, ^uint64(0)),
+		within: func(k []byte) bool { return len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix) },
+		none:   afterPosition == ^uint64(0),
+		check: func(_ []byte, e *eventstore.Event) error {
+			if e.Type != eventType {
+				return errors.New("type does not match the event's")
+			}
+			return nil
+		},
+	}))
 }
 
-// readPointers streams the events an index bucket points to, from the key
-// seek on while within(key) holds (nil: to the end). Every index key ends
-// with the event's position, so a page resumes after the last position.
-func (s *Store) readPointers(ctx context.Context, name, from []byte, within func([]byte) bool, none bool) iter.Seq2[eventstore.Event, error] {
-	return s.read(ctx, func() pageFunc {
-		seek := slices.Clone(from)
+// pointerRead is a read of an index bucket whose keys end with the 8-byte
+// position of the event they point to: the keys from from to last that
+// within accepts, in key order.
+type pointerRead struct {
+	name   []byte            // the index bucket
+	from   []byte            // the first key of the range
+	last   []byte            // the last key the range can hold; nil: the bucket's last key
+	within func([]byte) bool // whether a key from from to last is in the range: only false on damage, or after last
+	none   bool              // the range is empty: read nothing
+
+	// check, if not nil, checks that e is the event the entry k describes
+	// (its position is checked already).
+	check func(k []byte, e *eventstore.Event) error
+
+	// gapless: the positions walked must be after+1, +2, ...
+	gapless bool
+	after   uint64
+
+	// everything: the range holds every event, so the walk must meet
+	// every event that was stored when it began.
+	everything bool
+}
+
+// pointerPages streams the events the index entries of r point to. Every
+// entry must point to an event whose position is the key's, keys must
+// increase, and r.check must accept each event. When the walk leaves the
+// range, the last key of the range, found by a seek of its own in the same
+// transaction, must be the last walked (and with r.everything, the walk
+// must have met every position up to the head it saw first).
+func pointerPages(r pointerRead) func() pageFunc {
+	return func() pageFunc {
+		seek := slices.Clone(r.from)
+		pos := r.after             // the last position walked (r.gapless)
+		var head, counted uint64   // r.everything: the head when the walk began, and the events up to it walked
+		headKnown := !r.everything // whether head is read
 		return func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
-			if none {
+			if r.none {
 				return page, false, nil
 			}
-			b, err := bucket(tx, name)
+			b, err := bucket(tx, r.name)
 			if err != nil {
 				return page, false, err
 			}
@@ -183,24 +290,85 @@ func (s *Store) readPointers(ctx context.Context, name, from []byte, within func
 			if err != nil {
 				return page, false, err
 			}
-			g := getter{c: events.Cursor()}
-			c := b.Cursor()
-			var last []byte
-			for k, p := c.Seek(seek); k != nil && len(page) < n && (within == nil || within(k)); k, p = c.Next() {
-				if page, err = g.decode(d, k, p, page); err != nil {
+			if !headKnown {
+				positions, err := bucket(tx, bucketPositions)
+				if err != nil {
 					return page, false, err
 				}
-				if binary.BigEndian.Uint64(k[len(k)-8:]) != page[len(page)-1].Position {
-					return page[:len(page)-1], false, corrupt(string(name)+" entry", k, errors.New("position does not match the event's"))
+				if k, _ := positions.Cursor().Last(); k != nil {
+					if head, err = index.ParsePosition(k); err != nil {
+						return page, false, corrupt("positions key", k, err)
+					}
+				}
+				headKnown = true
+			}
+			what := string(r.name) + " entry"
+			g := getter{c: events.Cursor()}
+			c := b.Cursor()
+			var last []byte // the last key walked in this transaction
+			size := 0
+			for k, p := c.Seek(seek); k != nil && r.within(k); k, p = c.Next() {
+				if pageFull(page, n, size) {
+					seek = nextKey(seek[:0], last)
+					return page, true, nil
+				}
+				if last == nil && bytes.Compare(k, seek) < 0 || last != nil && bytes.Compare(k, last) <= 0 {
+					return page, false, corrupt(what, k, fmt.Errorf("%w: key out of order", errMissing))
+				}
+				var rec int
+				if page, rec, err = g.decode(d, k, p, page); err != nil {
+					return page, false, err
+				}
+				e := &page[len(page)-1]
+				var cause error
+				switch p := binary.BigEndian.Uint64(k[len(k)-8:]); {
+				case p != e.Position:
+					cause = errors.New("position does not match the event's")
+				case r.gapless && p != pos+1:
+					cause = fmt.Errorf("%w: position %d follows position %d", errMissing, p, pos)
+				case r.check != nil:
+					cause = r.check(k, e)
+				}
+				if cause != nil {
+					return page[:len(page)-1], false, corrupt(what, k, cause)
+				}
+				pos = e.Position
+				if e.Position <= head {
+					counted++
 				}
 				last = k
+				size += rec
 			}
-			if last != nil {
-				seek = nextKey(seek[:0], last)
+			// The walk left the range: it must have reached its last key.
+			end := lastAtMost(c, r.last)
+			switch {
+			case last != nil && !bytes.Equal(end, last):
+				return page, false, corrupt(what, end, fmt.Errorf("%w: the walk ended at key %x before the range's last key", errMissing, last))
+			case last == nil && end != nil && r.within(end) && bytes.Compare(end, seek) >= 0:
+				return page, false, corrupt(what, end, fmt.Errorf("%w: the walk from key %x met none of the range's keys", errMissing, seek))
+			case r.everything && counted != head:
+				return page, false, fmt.Errorf("bolt: %s: %w: %w: the walk met %d of the %d events stored when it began", r.name, eventstore.ErrCorrupt, errMissing, counted, head)
 			}
 			return page, false, nil
 		}
-	})
+	}
+}
+
+// lastAtMost returns the last key of the cursor's bucket that is at most
+// max (nil: the last key), or nil.
+func lastAtMost(c *bbolt.Cursor, max []byte) []byte {
+	if max == nil {
+		k, _ := c.Last()
+		return k
+	}
+	k, _ := c.Seek(max)
+	switch {
+	case k == nil:
+		k, _ = c.Last()
+	case !bytes.Equal(k, max):
+		k, _ = c.Prev()
+	}
+	return k
 }
 
 // nextKey sets dst to the key just after k among keys of k's length that
@@ -221,8 +389,8 @@ type getter struct {
 }
 
 // decode appends to page the event that the index entry k -> ptr points
-// to.
-func (g *getter) decode(d *decoder, k, ptr []byte, page []eventstore.Event) ([]eventstore.Event, error) {
+// to, and returns the size of its record.
+func (g *getter) decode(d *decoder, k, ptr []byte, page []eventstore.Event) ([]eventstore.Event, int, error) {
 	var ek, v []byte
 	if g.valid {
 		ek, v = g.c.Next()
@@ -232,26 +400,41 @@ func (g *getter) decode(d *decoder, k, ptr []byte, page []eventstore.Event) ([]e
 	}
 	g.valid = ek != nil
 	if ek == nil || !bytes.Equal(ek, ptr) || v == nil {
-		return page, corrupt("index entry", k, errors.New("points to no event"))
+		return page, 0, corrupt("index entry", k, errors.New("points to no event"))
 	}
-	return d.decodePage(ek, v, page)
+	page, err := d.decodePage(ek, v, page)
+	return page, len(v), err
 }
 
 // ReadTime implements eventstore.Store. With an aggregate ID it walks that
 // aggregate's events (see the package doc); without, the timestamps bucket.
+// See "Damaged files" in the package doc for what it checks.
 func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[eventstore.Event, error] {
 	lo, hi := clampMicros(start), int64(maxMicros+1)
 	if !end.IsZero() {
 		hi = clampMicros(end)
 	}
 	if aggregateID != "" {
-		return s.readAggregateTime(ctx, aggregateID, lo, hi)
+		return s.read(ctx, aggregateTimePages(aggregateID, lo, hi))
 	}
 	var endKey [16]byte
 	binary.BigEndian.PutUint64(endKey[:], index.Micros(hi))
-	within := func(k []byte) bool { return bytes.Compare(k, endKey[:]) < 0 }
-	seek := index.AppendUint64(index.AppendUint64(nil, index.Micros(lo)), 0)
-	return s.readPointers(ctx, bucketTimestamps, seek, within, lo >= hi)
+	return s.read(ctx, pointerPages(pointerRead{
+		name: bucketTimestamps,
+		from: index.AppendUint64(index.AppendUint64(nil, index.Micros(lo)), 0),
+		last: index.AppendUint64(index.AppendUint64(nil, index.Micros(hi-1)), ^uint64(0)),
+		within: func(k []byte) bool {
+			return len(k) == index.TimeSize+index.PositionSize && bytes.Compare(k, endKey[:]) < 0
+		},
+		none: lo >= hi,
+		check: func(k []byte, e *eventstore.Event) error {
+			if binary.BigEndian.Uint64(k) != index.Micros(e.Timestamp.UnixMicro()) {
+				return errors.New("timestamp does not match the event's")
+			}
+			return nil
+		},
+		everything: lo == minMicros && hi == maxMicros+1,
+	}))
 }
 
 // clampMicros returns t in microseconds, clamped to the timestamps a store
@@ -270,21 +453,22 @@ func clampMicros(t time.Time) int64 {
 // per read transaction (it reads only two fields of each).
 const scanPages = 16
 
-// readAggregateTime reads the events of one aggregate with lo <= timestamp
+// aggregateTimePages reads the events of one aggregate with lo <= timestamp
 // < hi (microseconds). It first walks the aggregate's events, a page per
 // read transaction, noting the version and timestamp of those that match,
 // sorts them by timestamp (stably: for equal timestamps, version order is
 // position order within an aggregate), then reads them a page at a time.
-func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, hi int64) iter.Seq2[eventstore.Event, error] {
+// The walk checks versions as aggregatePages does.
+func aggregateTimePages(aggregateID string, lo, hi int64) func() pageFunc {
 	prefix := index.AggregatePrefix(aggregateID)
 	type match struct {
 		micros  int64
 		version uint64
 	}
-	return s.read(ctx, func() pageFunc {
+	return func() pageFunc {
 		var matches []match
 		scanned := false
-		var after uint64
+		var after uint64 // the last version scanned
 		return func(tx *bbolt.Tx, d *decoder, page []eventstore.Event, n int) ([]eventstore.Event, bool, error) {
 			b, err := bucket(tx, bucketEvents)
 			if err != nil {
@@ -308,10 +492,19 @@ func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, h
 					if err != nil {
 						return page, false, corrupt("event", k, err)
 					}
-					after = binary.BigEndian.Uint64(k[len(prefix):])
+					switch {
+					case !isEventKey(k, r.aggregateID, r.version):
+						return page, false, corrupt("event", k, errors.New("key does not match record"))
+					case r.version != after+1:
+						return page, false, corrupt("event", k, fmt.Errorf("%w: version %d follows version %d", errMissing, r.version, after))
+					}
+					after = r.version
 					if r.micros >= lo && r.micros < hi {
 						matches = append(matches, match{r.micros, after})
 					}
+				}
+				if err := checkVersion(c, prefix, after, after > 0); err != nil {
+					return page, false, err
 				}
 				slices.SortStableFunc(matches, func(a, b match) int {
 					switch {
@@ -325,7 +518,7 @@ func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, h
 				scanned = true
 			}
 			key := make([]byte, 0, len(prefix)+8)
-			for len(matches) > 0 && len(page) < n {
+			for size := 0; len(matches) > 0 && !pageFull(page, n, size); {
 				key = index.AppendUint64(append(key[:0], prefix...), matches[0].version)
 				k, v := c.Seek(key)
 				if k == nil || !bytes.Equal(k, key) {
@@ -334,9 +527,10 @@ func (s *Store) readAggregateTime(ctx context.Context, aggregateID string, lo, h
 				if page, err = d.decodePage(k, v, page); err != nil {
 					return page, false, err
 				}
+				size += len(v)
 				matches = matches[1:]
 			}
-			return page, false, nil
+			return page, len(matches) > 0, nil
 		}
-	})
+	}
 }
