@@ -437,16 +437,19 @@ func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end tim
 	}))
 }
 
-// clampMicros returns t in microseconds, clamped to the timestamps a store
-// can hold (one past the last, for an end).
+// clampMicros returns t in microseconds as eventstore.NormalizeTime
+// truncates it, then clamped to the timestamps a store can hold (one past
+// the last, for an end). Truncating first keeps the documented rule for
+// bounds within a microsecond of the last timestamp.
 func clampMicros(t time.Time) int64 {
+	t = eventstore.NormalizeTime(t)
 	switch {
 	case t.Before(time.UnixMicro(minMicros)):
 		return minMicros
 	case t.After(time.UnixMicro(maxMicros)):
 		return maxMicros + 1
 	}
-	return eventstore.NormalizeTime(t).UnixMicro()
+	return t.UnixMicro()
 }
 
 // scanPages is how many pages of records ReadTime of one aggregate scans

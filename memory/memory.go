@@ -182,8 +182,11 @@ func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition ui
 	})
 }
 
-// ReadTime implements eventstore.Store.
+// ReadTime implements eventstore.Store. A zero end means no bound; any
+// other end is truncated to microseconds first, even one that truncates to
+// the zero time.
 func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[eventstore.Event, error] {
+	bounded := !end.IsZero()
 	start, end = eventstore.NormalizeTime(start), eventstore.NormalizeTime(end)
 	index := func() []uint64 {
 		if aggregateID == "" {
@@ -203,7 +206,7 @@ func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end tim
 	})
 	return func(yield func(eventstore.Event, error) bool) {
 		for e, err := range inner {
-			if err == nil && !end.IsZero() && !e.Timestamp.Before(end) {
+			if err == nil && bounded && !e.Timestamp.Before(end) {
 				return
 			}
 			if !yield(e, err) {

@@ -786,6 +786,32 @@ func testReadTime(t *testing.T, newStore NewStore) {
 		require.Empty(t, collect(t, s.ReadTime(ctx, "fine", ts.Add(time.Microsecond), time.Time{})))
 	})
 
+	t.Run("BoundsNearTheYearLimitsTruncateFirst", func(t *testing.T) {
+		// The microsecond rule holds within a microsecond of the first and
+		// the last timestamp a store holds too: a bound is truncated
+		// before anything else, and a non-zero end that truncates to the
+		// zero time is a bound, not "no bound".
+		s := newStore(t)
+		first := time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC) // the zero time would mean "now"
+		last := time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+		var in []eventstore.Event
+		for _, ts := range []time.Time{last, first} {
+			e := ev("edge", "T", 0, `{}`)
+			e.Timestamp = ts
+			in = append(in, e)
+		}
+		out := mustAppend(t, s, in...)
+		half := 500 * time.Nanosecond
+		for _, agg := range []string{"edge", ""} {
+			read := func(start, end time.Time) []eventstore.Event { return collect(t, s.ReadTime(ctx, agg, start, end)) }
+			requireSameEvents(t, out[:1], read(last.Add(half), time.Time{}))      // start truncates to last
+			requireSameEvents(t, out[1:], read(first, last.Add(half)))            // end truncates to last
+			requireSameEvents(t, out[1:], read(first.Add(half), first.Add(1000))) // start truncates to first
+			require.Empty(t, read(time.Time{}, first.Add(half)))                  // end truncates to first
+			require.Empty(t, read(time.Time{}, time.Time{}.Add(half)))            // end truncates to the zero time
+		}
+	})
+
 	t.Run("ManyEqualTimestampsPage", func(t *testing.T) {
 		s := newStore(t)
 		var batch []eventstore.Event
