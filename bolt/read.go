@@ -214,21 +214,32 @@ func checkVersion(c *bbolt.Cursor, prefix []byte, after uint64, walked bool) err
 // ReadAll implements eventstore.Store. See "Damaged files" in the package
 // doc for what it checks.
 func (s *Store) ReadAll(ctx context.Context, afterPosition uint64) iter.Seq2[eventstore.Event, error] {
-	return s.read(ctx, pointerPages(pointerRead{
+	return s.read(ctx, allPages(afterPosition))
+}
+
+// allPages reads the positions bucket after afterPosition.
+func allPages(afterPosition uint64) func() pageFunc {
+	return pointerPages(pointerRead{
 		name:    bucketPositions,
 		from:    index.Position(afterPosition + 1),
 		within:  func(k []byte) bool { return len(k) == index.PositionSize },
 		none:    afterPosition == ^uint64(0),
 		gapless: true,
 		after:   afterPosition,
-	}))
+	})
 }
 
 // ReadType implements eventstore.Store. See "Damaged files" in the package
 // doc for what it checks.
 func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition uint64) iter.Seq2[eventstore.Event, error] {
+	return s.read(ctx, typePages(eventType, afterPosition))
+}
+
+// typePages reads the types bucket's entries of eventType after
+// afterPosition.
+func typePages(eventType string, afterPosition uint64) func() pageFunc {
 	prefix := index.TypePrefix(eventType)
-	return s.read(ctx, pointerPages(pointerRead{
+	return pointerPages(pointerRead{
 		name:   bucketTypes,
 		from:   index.Type(eventType, afterPosition+1),
 		last:   index.Type(eventType, ^uint64(0)),
@@ -240,7 +251,7 @@ func (s *Store) ReadType(ctx context.Context, eventType string, afterPosition ui
 			}
 			return nil
 		},
-	}))
+	})
 }
 
 // pointerRead is a read of an index bucket whose keys end with the 8-byte
@@ -410,16 +421,21 @@ func (g *getter) decode(d *decoder, k, ptr []byte, page []eventstore.Event) ([]e
 // aggregate's events (see the package doc); without, the timestamps bucket.
 // See "Damaged files" in the package doc for what it checks.
 func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[eventstore.Event, error] {
+	return s.read(ctx, timePages(aggregateID, start, end))
+}
+
+// timePages reads what ReadTime reads.
+func timePages(aggregateID string, start, end time.Time) func() pageFunc {
 	lo, hi := clampMicros(start), int64(maxMicros+1)
 	if !end.IsZero() {
 		hi = clampMicros(end)
 	}
 	if aggregateID != "" {
-		return s.read(ctx, aggregateTimePages(aggregateID, lo, hi))
+		return aggregateTimePages(aggregateID, lo, hi)
 	}
 	var endKey [16]byte
 	binary.BigEndian.PutUint64(endKey[:], index.Micros(hi))
-	return s.read(ctx, pointerPages(pointerRead{
+	return pointerPages(pointerRead{
 		name: bucketTimestamps,
 		from: index.AppendUint64(index.AppendUint64(nil, index.Micros(lo)), 0),
 		last: index.AppendUint64(index.AppendUint64(nil, index.Micros(hi-1)), ^uint64(0)),
@@ -434,7 +450,7 @@ func (s *Store) ReadTime(ctx context.Context, aggregateID string, start, end tim
 			return nil
 		},
 		everything: lo == minMicros && hi == maxMicros+1,
-	}))
+	})
 }
 
 // clampMicros returns t in microseconds as eventstore.NormalizeTime
