@@ -276,6 +276,13 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 		if err := w.dec.decode(k, v, &stored[i]); err != nil {
 			return nil, false, err
 		}
+		// The entry must point to the event of that ID: a damaged one
+		// would make a new event pass for a retry of another.
+		var want [36]byte
+		formatUUID(&want, id)
+		if stored[i].ID != string(want[:]) {
+			return nil, false, corrupt("ids entry", id, fmt.Errorf("points to the event of ID %s", stored[i].ID))
+		}
 		found[i] = true
 	}
 	if found != nil {

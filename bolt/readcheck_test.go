@@ -358,3 +358,45 @@ func TestStore_ReadsOfSoundFilesSucceed(t *testing.T) {
 		})
 	}
 }
+
+// TestStore_RetryChecksIDsEntry points an event's entry in the ids bucket
+// at another event, as a damaged file could: a retry of the first event
+// must fail with ErrCorrupt, neither pass for "already stored" (returning
+// the other event) nor fail with ErrDuplicateEvent.
+func TestStore_RetryChecksIDsEntry(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, other string // the aggregate of the event the entry points to
+	}{
+		{"SameContentNextVersion", "r"}, // would pass for a retry
+		{"OtherAggregate", "q"},         // would be a duplicate
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			s, err := Open(path, &Options{UnsafeNoSync: true})
+			require.NoError(t, err)
+			first := eventstore.Event{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01", AggregateID: "r", Type: "T", Payload: []byte(`{}`)}
+			other := eventstore.Event{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a02", AggregateID: tc.other, Type: "T", Payload: []byte(`{}`)}
+			_, err = s.Append(ctx, first)
+			require.NoError(t, err)
+			stored, err := s.Append(ctx, other)
+			require.NoError(t, err)
+			require.NoError(t, s.Close())
+
+			rewrite(t, path, func(tx *bbolt.Tx) error {
+				id, err := index.ID(first.ID)
+				if err != nil {
+					return err
+				}
+				return tx.Bucket(bucketIDs).Put(id, index.Event(stored[0].AggregateID, stored[0].Version))
+			})
+			s, err = Open(path, nil)
+			require.NoError(t, err)
+			defer s.Close()
+			got, err := s.Append(ctx, first)
+			require.ErrorIs(t, err, eventstore.ErrCorrupt)
+			require.NotErrorIs(t, err, eventstore.ErrDuplicateEvent)
+			require.Nil(t, got)
+		})
+	}
+}
