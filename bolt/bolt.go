@@ -71,8 +71,9 @@
 //
 // # Reads
 //
-// Reads stream page by page (Options.ReadPageSize events): each page is read
-// in its own read transaction and copied out of the memory map before the
+// Reads stream page by page (Options.ReadPageSize events, and at most 16 MiB
+// of records, as a commit holds): each page is read in its own read
+// transaction and copied out of the memory map before the
 // transaction ends, and no event is yielded while a transaction is open. A
 // caller may append from inside its loop, and a long replay neither blocks
 // writers nor keeps old pages alive. ctx is checked between events.
@@ -96,6 +97,36 @@
 //
 // Check verifies a whole file: bbolt's page structure, every record's
 // checksum, and that every index agrees with the events.
+//
+// # Damaged files
+//
+// bbolt's pages carry no checksum; records do. Besides each record's
+// checksum and that its fields match its key, reads make checks that cost
+// a comparison per event and a seek per read, and end with an error
+// matching eventstore.ErrCorrupt (after the events read before it) when one
+// fails:
+//
+//   - ReadAggregate, and ReadTime of one aggregate (which walks the same
+//     keys): versions follow afterVersion+1, +2, ... with no gap, and when
+//     the walk leaves the aggregate, the aggregate's last version, found by
+//     a seek of its own in the same read transaction, is the last walked.
+//   - ReadAll: positions follow afterPosition+1, +2, ... with no gap, up to
+//     the last key of the positions bucket, found the same way.
+//   - ReadType and ReadTime of every aggregate: each entry points to an
+//     event with the position and the type or timestamp its key holds,
+//     keys increase, and the walk reaches the last key of its range, found
+//     the same way. ReadTime over all time (a start in year 1 or before, a
+//     zero end or one after year 9999) also counts the events up to the
+//     last position it saw when it began, and must meet them all.
+//
+// So a damaged page that makes a walk skip keys or stop at a key outside
+// its range is noticed, except where the same keys are hidden from the
+// seek too: the last keys of an aggregate, of the log or of a type, lost
+// from their leaf page (its element count lowered) or in pages that a
+// damaged branch page no longer reaches, go unnoticed. Nor can ReadType or
+// a bounded ReadTime notice entries missing inside their range: the
+// positions of one type or time range have gaps by nature. Check finds all
+// of these: every index must hold one entry per event.
 //
 // # Caveats
 //
@@ -180,7 +211,8 @@ type Options struct {
 	MaxPayloadSize int
 
 	// ReadPageSize is how many events a read copies out per read
-	// transaction. Larger pages replay faster; smaller ones hold each read
+	// transaction, within 16 MiB of records (a page holds at least one
+	// event). Larger pages replay faster; smaller ones hold each read
 	// transaction for less time. Zero or less means DefaultReadPageSize
 	// (512).
 	ReadPageSize int
