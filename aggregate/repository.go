@@ -37,8 +37,23 @@ type Options struct {
 	SnapshotSchema string
 
 	// MaxAttempts bounds how many times Run loads, decides and saves when
-	// the save fails with ErrConflict. Zero means 3.
+	// the save fails with ErrConflict. Zero means DefaultMaxAttempts (100).
 	MaxAttempts int
+
+	// Backoff returns how long Run pauses after the attempt-th conflict of
+	// a command (attempt is 1, 2, ...) before it loads the aggregate again.
+	// The pause ends early, and Run returns ctx's error, when ctx is done.
+	// A Backoff that returns 0 retries at once. Nil means
+	// ExponentialBackoff(DefaultMinBackoff, DefaultMaxBackoff): a random
+	// pause below 1ms after the first conflict, below 2ms after the second,
+	// the bound doubling up to 250ms from the ninth conflict on.
+	Backoff func(attempt int) time.Duration
+
+	// Now returns the time Save stamps on the events it stores and on the
+	// snapshots it takes, for tests and for importing old data. Stores keep
+	// it at microsecond precision in UTC; a zero time lets the store stamp
+	// its own current time. Nil means time.Now.
+	Now func() time.Time
 
 	// OnSnapshotError, when not nil, is told about a snapshot that could
 	// not be saved. Such a failure does not fail the Save: a snapshot is
@@ -71,9 +86,63 @@ func NewRepository[A Aggregate](store eventstore.Store, newAgg func(id string) A
 		r.opts.SnapshotEvery = 100
 	}
 	if r.opts.MaxAttempts <= 0 {
-		r.opts.MaxAttempts = 3
+		r.opts.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.opts.Backoff == nil {
+		r.opts.Backoff = ExponentialBackoff(DefaultMinBackoff, DefaultMaxBackoff)
+	}
+	if r.opts.Now == nil {
+		r.opts.Now = time.Now
 	}
 	return r
+}
+
+// The retry defaults of a Repository, used when Options.MaxAttempts and
+// Options.Backoff are not set.
+//
+// They are sized for 16 writers running commands on one aggregate at once:
+// with them, every one of 320 such commands succeeds on every backend
+// (storetest's RunContendedDefaults). Measured under the race detector on
+// a loaded 2-core machine, the unluckiest command needed 18 to 22 attempts;
+// with the pause capped at 100ms instead it needed up to 51, since writers
+// kept colliding. The pauses are random, from 0 up to a bound that doubles
+// with each conflict ("full jitter"), so that writers that conflicted
+// together do not collide again in step; the cap bounds the wait of a
+// command that conflicted many times.
+const (
+	// DefaultMaxAttempts is the default of Options.MaxAttempts: about five
+	// times the most attempts one command took in that measurement.
+	DefaultMaxAttempts = 100
+
+	// DefaultMinBackoff is the bound of the first pause of the default
+	// Options.Backoff.
+	DefaultMinBackoff = time.Millisecond
+
+	// DefaultMaxBackoff caps the bound of the pauses of the default
+	// Options.Backoff.
+	DefaultMaxBackoff = 250 * time.Millisecond
+)
+
+// ExponentialBackoff returns an Options.Backoff whose pause after the n-th
+// conflict is a random duration in [0, min(base * 2^(n-1), limit)). A base of
+// 0 or less gives no pause; a limit below base is taken as base.
+func ExponentialBackoff(base, limit time.Duration) func(attempt int) time.Duration {
+	limit = max(limit, base)
+	return func(attempt int) time.Duration {
+		if base <= 0 {
+			return 0
+		}
+		bound := limit
+		if attempt < 1 {
+			attempt = 1
+		}
+		if shift := attempt - 1; shift < 62 {
+			if b := base << shift; b>>shift == base && b < limit {
+				bound = b
+			}
+		}
+		return time.Duration(rand.Int64N(int64(bound)))
+	}
 }
 
 // Load returns the aggregate's current state: the latest usable snapshot,
@@ -128,7 +197,8 @@ func (r *Repository[A]) LoadTime(ctx context.Context, id string, t time.Time) (A
 // With Options.Types set, every data's type must be registered in it, or
 // Save fails with an error matching ErrUnknownEvent and stores nothing.
 // Each event's metadata is the metadata of ctx (see WithMetadata and
-// Dispatch) and its schema version. Saving no data does nothing.
+// Dispatch) and its schema version; its Timestamp is Options.Now(), one
+// time for all the events of a Save. Saving no data does nothing.
 //
 // When the store answers eventstore.ErrUnknownOutcome, Save appends the same
 // events, with the same IDs, once more: that either stores them or finds
@@ -140,6 +210,7 @@ func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventsto
 	}
 	id, before := a.AggregateID(), a.AggregateVersion()
 	md := Metadata(ctx)
+	now := r.opts.Now()
 	events := make([]eventstore.Event, len(data))
 	for i, d := range data {
 		if d != nil && r.opts.Types != nil && !r.opts.Types.registered(d.EventType()) {
@@ -156,6 +227,7 @@ func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventsto
 			}
 		}
 		e.Version = before + 1 + uint64(i)
+		e.Timestamp = now
 		events[i] = e
 	}
 	stored, err := r.store.Append(ctx, events...)
@@ -192,9 +264,10 @@ func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventsto
 // Run executes a command against the aggregate: it loads the aggregate,
 // calls decide, and saves the events decide returns at the version it
 // loaded. When the save fails with ErrConflict, because another writer got
-// there first, it starts again from the load, up to Options.MaxAttempts
-// times, and then returns the last conflict (an error matching
-// eventstore.ErrConflict).
+// there first, it pauses for Options.Backoff(attempt) and starts again from
+// the load, up to Options.MaxAttempts attempts in all, and then returns the
+// last conflict (an error matching eventstore.ErrConflict). If ctx is done
+// during a pause, Run returns an error matching ctx.Err() at once.
 //
 // decide must not change the aggregate and must have no side effects, since
 // it may run more than once; state changes come from Apply. An error from
@@ -222,12 +295,16 @@ func (r *Repository[A]) Run(ctx context.Context, id string, decide func(a A) ([]
 			}
 			return zero, err
 		}
-		// A short random pause spreads out writers that conflicted together.
-		pause := time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))
-		select {
-		case <-ctx.Done():
-			return zero, ctx.Err()
-		case <-time.After(pause):
+		if pause := r.opts.Backoff(attempt); pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return zero, fmt.Errorf("eventstore: waiting to retry after %d conflicts: %w", attempt, ctx.Err())
+			case <-t.C:
+			}
+		} else if err := ctx.Err(); err != nil {
+			return zero, fmt.Errorf("eventstore: retrying after %d conflicts: %w", attempt, err)
 		}
 	}
 }
@@ -374,6 +451,7 @@ func (r *Repository[A]) saveSnapshot(ctx context.Context, a A) error {
 		Version:     a.AggregateVersion(),
 		Schema:      r.opts.SnapshotSchema,
 		State:       state,
+		Timestamp:   r.opts.Now(),
 	})
 }
 

@@ -3,7 +3,9 @@ package aggregate_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/aggregate"
@@ -103,5 +105,97 @@ func TestRepository_SaveUnregistered(t *testing.T) {
 	}
 	if v, _ := s.Version(ctx, "u-1"); v != 0 || u.Version != 0 {
 		t.Fatalf("a refused Save stored events or changed the aggregate: store at %d, aggregate at %d", v, u.Version)
+	}
+}
+
+// conflictEveryTime returns a decide function that lets another writer save
+// an event of the user between Run's load and its save, every time.
+func conflictEveryTime(t *testing.T, users *aggregate.Repository[*User]) func(u *User) ([]aggregate.Data, error) {
+	return func(u *User) ([]aggregate.Data, error) {
+		other, err := users.Load(context.Background(), u.ID)
+		if err != nil {
+			t.Error(err)
+			return nil, err
+		}
+		if _, err := users.Save(context.Background(), other, EmailChanged{Email: "other@example.com"}); err != nil {
+			t.Error(err)
+			return nil, err
+		}
+		return []aggregate.Data{EmailChanged{Email: "mine@example.com"}}, nil
+	}
+}
+
+func TestRepository_RunBackoff(t *testing.T) {
+	var attempts []int
+	users := aggregate.NewRepository(memory.New(nil), NewUser, &aggregate.Options{
+		Types:       userTypes(),
+		MaxAttempts: 4,
+		Backoff: func(attempt int) time.Duration {
+			attempts = append(attempts, attempt)
+			return time.Microsecond
+		},
+	})
+	_, err := users.Run(context.Background(), "u-1", conflictEveryTime(t, users))
+	if !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("Run = %v, want an error matching ErrConflict", err)
+	}
+	// A pause after each conflict but the last: no pause before giving up.
+	if want := []int{1, 2, 3}; !slices.Equal(attempts, want) {
+		t.Fatalf("Backoff called with %v, want %v", attempts, want)
+	}
+}
+
+func TestRepository_RunBackoffCtx(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	users := aggregate.NewRepository(memory.New(nil), NewUser, &aggregate.Options{
+		Types: userTypes(),
+		Backoff: func(int) time.Duration {
+			cancel() // the caller gives up while Run waits
+			return time.Hour
+		},
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := users.Run(ctx, "u-1", conflictEveryTime(t, users))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run cancelled during its pause = %v, want an error matching context.Canceled", err)
+		}
+	case <-time.After(time.Minute): // a watchdog for a pause of an hour, not a speed test
+		t.Fatal("Run kept waiting out its pause after ctx was cancelled")
+	}
+}
+
+func TestExponentialBackoff(t *testing.T) {
+	const base, limit = time.Millisecond, 250 * time.Millisecond
+	b := aggregate.ExponentialBackoff(base, limit)
+	for _, tc := range []struct {
+		attempt int
+		bound   time.Duration
+	}{
+		{0, base}, {1, base}, {2, 2 * base}, {3, 4 * base}, {8, 128 * base},
+		{9, limit}, {10, limit}, {63, limit}, {64, limit}, {1 << 30, limit},
+	} {
+		var low, high bool // pauses below and above half the bound: jitter over the whole range
+		for range 200 {
+			d := b(tc.attempt)
+			if d < 0 || d >= tc.bound {
+				t.Fatalf("pause after conflict %d = %v, want in [0, %v)", tc.attempt, d, tc.bound)
+			}
+			low, high = low || d < tc.bound/2, high || d >= tc.bound/2
+		}
+		if !low || !high {
+			t.Errorf("200 pauses after conflict %d all on one side of %v", tc.attempt, tc.bound/2)
+		}
+	}
+	if d := aggregate.ExponentialBackoff(0, time.Second)(5); d != 0 {
+		t.Errorf("ExponentialBackoff(0, 1s)(5) = %v, want 0", d)
+	}
+	if d := aggregate.ExponentialBackoff(time.Second, 0)(5); d < 0 || d >= time.Second {
+		t.Errorf("ExponentialBackoff(1s, 0)(5) = %v, want in [0, 1s)", d)
 	}
 }
