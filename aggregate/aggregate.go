@@ -77,6 +77,12 @@ var (
 	// Apply returned.
 	ErrApply = errors.New("eventstore: apply failed")
 
+	// ErrWrongEventType reports event data whose Go type is not the one
+	// registered for its event type, such as an old schema's struct;
+	// errors.As gives a *WrongEventTypeError naming both types. Nothing is
+	// stored.
+	ErrWrongEventType = errors.New("aggregate: wrong Go type for event type")
+
 	// ErrUnknownCommand reports a command that no handler on the bus takes
 	// with the requested result type.
 	ErrUnknownCommand = errors.New("eventstore: no handler for command")

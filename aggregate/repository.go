@@ -194,8 +194,11 @@ func (r *Repository[A]) LoadTime(ctx context.Context, id string, t time.Time) (A
 // a's version crossed a multiple of Options.SnapshotEvery, it saves a
 // snapshot. On failure a is unchanged.
 //
-// With Options.Types set, every data's type must be registered in it, or
-// Save fails with an error matching ErrUnknownEvent and stores nothing.
+// With Options.Types set, every data's event type must be registered in
+// it, or Save fails with an error matching ErrUnknownEvent, and every data
+// must be of the registered Go type (or a pointer to it), or Save fails
+// with a *WrongEventTypeError matching ErrWrongEventType; either way it
+// stores nothing and a is unchanged.
 // Each event's metadata is the metadata of ctx (see WithMetadata and
 // Dispatch) and its schema version; its Timestamp is Options.Now(), one
 // time for all the events of a Save. Saving no data does nothing.
@@ -213,11 +216,7 @@ func (r *Repository[A]) Save(ctx context.Context, a A, data ...Data) ([]eventsto
 	now := r.opts.Now()
 	events := make([]eventstore.Event, len(data))
 	for i, d := range data {
-		if d != nil && r.opts.Types != nil && !r.opts.Types.registered(d.EventType()) {
-			// Storing it would leave an event this repository cannot load.
-			return nil, fmt.Errorf("%w %q: register it in Options.Types before saving it", ErrUnknownEvent, d.EventType())
-		}
-		e, err := r.opts.Types.NewEvent(id, d)
+		e, err := r.opts.Types.newEvent(id, d, r.opts.Types != nil)
 		if err != nil {
 			return nil, err
 		}

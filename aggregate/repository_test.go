@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,5 +198,48 @@ func TestExponentialBackoff(t *testing.T) {
 	}
 	if d := aggregate.ExponentialBackoff(time.Second, 0)(5); d < 0 || d >= time.Second {
 		t.Errorf("ExponentialBackoff(1s, 0)(5) = %v, want in [0, 1s)", d)
+	}
+}
+
+// userCreatedV1 is UserCreated before it had an email: a struct kept for an
+// upcaster, whose EventType is the registered type's.
+type userCreatedV1 struct {
+	FullName string `json:"fullname"`
+}
+
+func (userCreatedV1) EventType() string { return "UserCreated" }
+
+func TestRepository_SaveOldEventType(t *testing.T) {
+	ctx := context.Background()
+	s := memory.New(nil)
+	types := userTypes()
+	types.Upcast("UserCreated", 1, aggregate.UpcastFunc(func(old userCreatedV1) UserCreated {
+		return UserCreated{Name: old.FullName}
+	}))
+	users := aggregate.NewRepository(s, NewUser, &aggregate.Options{Types: types})
+	u := NewUser("u-1")
+	_, err := users.Save(ctx, u, EmailChanged{Email: "ada@example.com"}, userCreatedV1{FullName: "Ada"})
+	if !errors.Is(err, aggregate.ErrWrongEventType) {
+		t.Fatalf("Save of an old schema's type = %v, want an error matching ErrWrongEventType", err)
+	}
+	for _, name := range []string{"aggregate_test.UserCreated", "aggregate_test.userCreatedV1"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+	if v, _ := s.Version(ctx, "u-1"); v != 0 || u.Version != 0 {
+		t.Fatalf("a refused Save stored events or changed the aggregate: store at %d, aggregate at %d", v, u.Version)
+	}
+	// A nil pointer is refused too, without a panic.
+	if _, err := users.Save(ctx, u, (*UserCreated)(nil)); !errors.Is(err, aggregate.ErrUnknownEvent) {
+		t.Fatalf("Save of a nil *UserCreated = %v, want ErrUnknownEvent", err)
+	}
+	// A pointer to the registered type is stored as the value would be.
+	if _, err := users.Save(ctx, u, &UserCreated{Name: "Ada", Email: "ada@example.com"}); err != nil {
+		t.Fatalf("Save of a *UserCreated: %v", err)
+	}
+	got, err := users.Load(ctx, "u-1")
+	if err != nil || got.Name != "Ada" || got.Email != "ada@example.com" || got.Version != 1 {
+		t.Fatalf("Load = %+v, %v; want Ada at version 1", got, err)
 	}
 }
