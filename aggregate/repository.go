@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"time"
 
 	"github.com/eventstore-go/eventstore"
@@ -66,8 +67,9 @@ type Options struct {
 //
 // If A implements encoding.BinaryMarshaler and encoding.BinaryUnmarshaler,
 // snapshots use them; otherwise they are A marshalled as JSON, so only
-// exported fields are kept, and a snapshot holding a field A no longer has
-// is ignored.
+// exported fields are kept (call CheckSnapshot in a test to catch state
+// that would be lost), and a snapshot holding a field A no longer has is
+// ignored.
 type Repository[A Aggregate] struct {
 	store  eventstore.Store
 	newAgg func(id string) A
@@ -317,30 +319,47 @@ func (r *Repository[A]) Snapshot(ctx context.Context, a A) error {
 	return r.saveSnapshot(ctx, a)
 }
 
-// CheckSnapshot reports whether the aggregate loaded through its snapshot
-// equals the aggregate rebuilt from its events alone, comparing their
-// encoded states. It returns nil when they are equal or there is no usable
-// snapshot. Tests use it to catch state that the snapshot encoding loses,
-// such as unexported fields.
+// CheckSnapshot reports whether the aggregate's state survives a snapshot.
+// Tests call it to catch state that the snapshot encoding loses, such as
+// unexported fields or fields tagged json:"-", and snapshots that disagree
+// with the events.
+//
+// It rebuilds the aggregate from its events alone, encodes that state as a
+// snapshot would, decodes it into a new aggregate from newAgg, and compares
+// the two with reflect.DeepEqual, which sees every field, unexported ones
+// included. Then, when Options.Snapshots holds a usable snapshot of the
+// aggregate, it loads the aggregate through that snapshot and compares it
+// with the rebuilt one in the same way. It returns nil when both
+// comparisons find the values equal, and otherwise an error that prints
+// both values.
+//
+// DeepEqual is strict: a time.Time must come back with its location (keep
+// times in UTC), a map or slice that is nil in one value must be nil in the
+// other, and an aggregate holding a func is never equal to another.
 func (r *Repository[A]) CheckSnapshot(ctx context.Context, id string) error {
-	withSnap, err := r.load(ctx, id, math.MaxUint64, true)
-	if err != nil {
-		return err
-	}
 	replayed, err := r.load(ctx, id, math.MaxUint64, false)
 	if err != nil {
 		return err
 	}
-	a, err := encodeState(withSnap)
+	state, err := encodeState(replayed)
+	if err != nil {
+		return fmt.Errorf("eventstore: encode snapshot of %q: %w", id, err)
+	}
+	decoded, err := r.decodeState(id, replayed.AggregateVersion(), state)
+	if err != nil {
+		return fmt.Errorf("eventstore: the snapshot encoding of aggregate %q does not decode: %w", id, err)
+	}
+	if !reflect.DeepEqual(decoded, replayed) {
+		return fmt.Errorf("eventstore: aggregate %q does not survive its snapshot encoding (an unexported or untagged field?):\n decoded: %+v\n  replay: %+v",
+			id, decoded, replayed)
+	}
+	withSnap, err := r.load(ctx, id, math.MaxUint64, true)
 	if err != nil {
 		return err
 	}
-	b, err := encodeState(replayed)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(a, b) {
-		return fmt.Errorf("eventstore: aggregate %q loaded through its snapshot differs from its replay:\n snapshot: %s\n   replay: %s", id, a, b)
+	if !reflect.DeepEqual(withSnap, replayed) {
+		return fmt.Errorf("eventstore: aggregate %q loaded through its snapshot differs from its replay:\n snapshot: %+v\n   replay: %+v",
+			id, withSnap, replayed)
 	}
 	return nil
 }
@@ -458,28 +477,40 @@ func (r *Repository[A]) saveSnapshot(ctx context.Context, a A) error {
 // snapshot is ignored, when the schema differs or the state does not decode
 // into an aggregate of the snapshot's ID and version.
 func (r *Repository[A]) restore(id string, snap eventstore.Snapshot) (A, bool) {
-	var zero A
 	if snap.Schema != r.opts.SnapshotSchema || snap.Version == 0 {
+		var zero A
 		return zero, false
 	}
+	a, err := r.decodeState(id, snap.Version, snap.State)
+	return a, err == nil
+}
+
+// decodeState decodes an encoded state into a new aggregate, which must
+// then have the given ID and version.
+func (r *Repository[A]) decodeState(id string, version uint64, state []byte) (A, error) {
+	var zero A
 	a, err := r.fresh(id)
 	if err != nil {
-		return zero, false
+		return zero, err
 	}
 	if u, ok := any(a).(encoding.BinaryUnmarshaler); ok {
-		err = u.UnmarshalBinary(snap.State)
+		err = u.UnmarshalBinary(state)
 	} else {
-		dec := json.NewDecoder(bytes.NewReader(snap.State))
+		dec := json.NewDecoder(bytes.NewReader(state))
 		dec.DisallowUnknownFields()
 		err = dec.Decode(a)
 		if err == nil && dec.More() {
 			err = errors.New("data after the state")
 		}
 	}
-	if err != nil || a.AggregateID() != id || a.AggregateVersion() != snap.Version {
-		return zero, false
+	if err != nil {
+		return zero, err
 	}
-	return a, true
+	if a.AggregateID() != id || a.AggregateVersion() != version {
+		return zero, fmt.Errorf("state decodes to aggregate %q at version %d, want %q at version %d",
+			a.AggregateID(), a.AggregateVersion(), id, version)
+	}
+	return a, nil
 }
 
 func encodeState(a Aggregate) ([]byte, error) {
