@@ -105,15 +105,18 @@ func NewRepository[A Aggregate](store eventstore.Store, newAgg func(id string) A
 // They are sized for 16 writers running commands on one aggregate at once:
 // with them, every one of 320 such commands succeeds on every backend
 // (storetest's RunContendedDefaults). Measured under the race detector on
-// a loaded 2-core machine, the unluckiest command needed 18 to 22 attempts;
+// a 2-core machine, the unluckiest command needed 18 to 22 attempts, and up
+// to 40 when the machine ran five times more work than it had cores for;
 // with the pause capped at 100ms instead it needed up to 51, since writers
-// kept colliding. The pauses are random, from 0 up to a bound that doubles
-// with each conflict ("full jitter"), so that writers that conflicted
-// together do not collide again in step; the cap bounds the wait of a
-// command that conflicted many times.
+// kept colliding, and capped at 1s the store sat idle between attempts,
+// taking twice as long. The pauses are random, from 0 up to a bound that
+// doubles with each conflict ("full jitter"), so that writers that
+// conflicted together do not collide again in step; the cap bounds the
+// wait of a command that conflicted many times.
 const (
-	// DefaultMaxAttempts is the default of Options.MaxAttempts: about five
-	// times the most attempts one command took in that measurement.
+	// DefaultMaxAttempts is the default of Options.MaxAttempts: 2.5 times
+	// the most attempts one command took in that measurement. A command
+	// that keeps conflicting gives up after about 12 seconds of pauses.
 	DefaultMaxAttempts = 100
 
 	// DefaultMinBackoff is the bound of the first pause of the default
