@@ -41,7 +41,21 @@
 // into Event.Data when it loads, so Apply never parses JSON. Each event
 // records its schema version in the metadata key "schema_version"; an event
 // stored under an older schema passes through the [Upcaster]s registered
-// for its type before it is unmarshalled.
+// for its type before it is unmarshalled. The Go type registered for an
+// event type is its current schema, and the only one Save accepts for that
+// name: the struct of an older schema, kept to write an upcaster, fails
+// with [ErrWrongEventType] instead of being stored under the current schema.
+//
+// # Commands
+//
+// [Repository.Run] executes a command against one aggregate: it loads the
+// aggregate, calls a decide function that returns the events to record (or
+// an error refusing the command), and saves them with an optimistic
+// concurrency check. When another writer saved first, Run pauses for a
+// random, growing while and starts again from the load, up to
+// [DefaultMaxAttempts] attempts unless Options.MaxAttempts and
+// Options.Backoff say otherwise. A [Bus] routes typed commands to their
+// handlers and gives the events they save correlation and causation IDs.
 //
 // # Snapshots
 //
@@ -50,7 +64,9 @@
 // the latest snapshot. A snapshot is only a cache: one whose schema is not
 // Options.SnapshotSchema, or that does not decode into an aggregate of the
 // snapshot's ID and version, is ignored and the aggregate is rebuilt from
-// its events.
+// its events. The default encoding is JSON, which drops unexported fields:
+// call [Repository.CheckSnapshot] in a test to catch state a snapshot
+// loses.
 package aggregate
 
 import (
@@ -77,13 +93,22 @@ var (
 	// Apply returned.
 	ErrApply = errors.New("eventstore: apply failed")
 
+	// ErrWrongEventType reports event data whose Go type is not the one
+	// registered for its event type, such as an old schema's struct;
+	// errors.As gives a *WrongEventTypeError naming both types. Nothing is
+	// stored.
+	ErrWrongEventType = errors.New("aggregate: wrong Go type for event type")
+
 	// ErrUnknownCommand reports a command that no handler on the bus takes
 	// with the requested result type.
 	ErrUnknownCommand = errors.New("eventstore: no handler for command")
 )
 
-// Aggregate is an entity rebuilt from its events: the design document's
-// Aggregate trait.
+// Aggregate is an entity whose state is rebuilt from its events: a bank
+// account, a user, a shopping cart. Its events are its history, stored
+// under its ID; its state is what applying them in order, with Apply,
+// leaves. A Repository loads and saves aggregates; embed Base to get
+// AggregateID and AggregateVersion.
 //
 // Implementations are not safe for concurrent use; the repository gives each
 // caller its own value.

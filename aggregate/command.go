@@ -43,10 +43,13 @@ func CausedBy(ctx context.Context, e eventstore.Event) context.Context {
 	return WithMetadata(ctx, map[string]string{MetaCorrelationID: corr, MetaCausationID: e.ID})
 }
 
-// Command is a request to change the system: the design document's Command
-// trait. Its CommandType names it, "Deposit": imperative by convention.
-// Commands are value types (structs) whose CommandType does not look at the
-// receiver, so that the zero value names the type too.
+// Command is a request to change the system, such as "deposit 10 into
+// account acc-1". A handler registered on a Bus with Handle decides, from
+// the current state, whether to accept it, and records the outcome as
+// events; a command itself is never stored. Its CommandType names it,
+// "Deposit": imperative by convention. Commands are value types (structs)
+// whose CommandType does not look at the receiver, so that the zero value
+// names the type too.
 type Command interface {
 	// CommandType returns the name under which the command's handler is
 	// registered.
@@ -56,9 +59,11 @@ type Command interface {
 // HandlerFunc handles commands of type C and returns a result of type R.
 type HandlerFunc[C Command, R any] func(ctx context.Context, cmd C) (R, error)
 
-// Bus routes each command to the one handler registered for its type: the
-// design document's CommandBus. The zero value is an empty bus ready to use.
-// A Bus is safe for concurrent use.
+// Bus routes each command to the one handler registered for its type:
+// register handlers with Handle, send commands with Dispatch, which also
+// gives each command an ID and the correlation and causation metadata its
+// events carry. The zero value is an empty bus ready to use. A Bus is safe
+// for concurrent use.
 type Bus struct {
 	mu       sync.RWMutex
 	handlers map[string]any // command type -> HandlerFunc[C, R]

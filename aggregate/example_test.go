@@ -11,7 +11,7 @@ import (
 	"github.com/eventstore-go/eventstore/memory"
 )
 
-// The design document's user aggregate, with typed events.
+// A user aggregate, with two typed events: UserCreated and EmailChanged.
 
 type UserCreated struct {
 	Name  string `json:"name"`

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"strconv"
 	"sync"
 
@@ -58,6 +59,7 @@ func UpcastFunc[Old, New any](f func(Old) New) Upcaster {
 // safe for concurrent use; register everything before the first load.
 type Registry struct {
 	mu        sync.RWMutex
+	types     map[string]reflect.Type // event type -> the Go type registered for it
 	decoders  map[string]func(json.RawMessage) (Data, error)
 	upcasters map[string]map[uint64]Upcaster // event type -> from version -> upcaster
 	current   map[string]uint64              // event type -> current schema version, when above 1
@@ -67,8 +69,10 @@ type Registry struct {
 func NewRegistry() *Registry { return new(Registry) }
 
 // Register registers T under the name T's zero value returns from
-// EventType. It panics if the name is empty or already registered: both
-// are programming errors found at start-up, as with http.ServeMux.
+// EventType. T is the current schema of that event type: loads decode
+// payloads into a T, and NewEvent (so Repository.Save) accepts only a T or
+// a *T for that name. It panics if the name is empty or already registered:
+// both are programming errors found at start-up, as with http.ServeMux.
 func Register[T Data](r *Registry) {
 	var zero T
 	name := zero.EventType()
@@ -82,7 +86,9 @@ func Register[T Data](r *Registry) {
 	}
 	if r.decoders == nil {
 		r.decoders = make(map[string]func(json.RawMessage) (Data, error))
+		r.types = make(map[string]reflect.Type)
 	}
+	r.types[name] = reflect.TypeFor[T]()
 	r.decoders[name] = func(payload json.RawMessage) (Data, error) {
 		var v T
 		if err := json.Unmarshal(payload, &v); err != nil {
@@ -129,30 +135,74 @@ func (r *Registry) SchemaVersion(eventType string) uint64 {
 	return max(r.current[eventType], 1)
 }
 
-// registered reports whether a Go type is registered for eventType.
-func (r *Registry) registered(eventType string) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	_, ok := r.decoders[eventType]
-	return ok
-}
-
 // NewEvent returns an event of aggregateID whose type is d.EventType(),
 // whose payload is d marshalled as JSON, and whose metadata records the
 // current schema version of the type. It has a new UUIDv7 ID, so that
 // retrying the Append that stores it is safe; Version and Timestamp are
-// left to the caller. NewEvent does not require d's type to be registered.
+// left to the caller.
+//
+// When a Go type is registered for d's event type, d must be a value of
+// that type or a non-nil pointer to one (both marshal alike); any other Go
+// type, such as the struct of an older schema kept for an upcaster, fails
+// with a *WrongEventTypeError (matching ErrWrongEventType) rather than be
+// stamped with the current schema. NewEvent does not require d's type to be
+// registered: a type with no Go type registered is stamped as given. A nil
+// d, or a nil pointer, fails with an error matching ErrUnknownEvent.
 func (r *Registry) NewEvent(aggregateID string, d Data) (eventstore.Event, error) {
+	return r.newEvent(aggregateID, d, false)
+}
+
+// newEvent is NewEvent; with mustBeRegistered, an event type with no Go type
+// registered fails with ErrUnknownEvent.
+func (r *Registry) newEvent(aggregateID string, d Data, mustBeRegistered bool) (eventstore.Event, error) {
 	if d == nil {
 		return eventstore.Event{}, fmt.Errorf("%w: nil event data", ErrUnknownEvent)
 	}
-	e, err := eventstore.NewEvent(aggregateID, d.EventType(), d)
+	got := reflect.TypeOf(d)
+	if v := reflect.ValueOf(d); v.Kind() == reflect.Pointer && v.IsNil() {
+		// Calling EventType on it may panic, and it would marshal as null.
+		return eventstore.Event{}, fmt.Errorf("%w: nil %v as event data", ErrUnknownEvent, got)
+	}
+	name := d.EventType()
+	if r != nil {
+		r.mu.RLock()
+		want, ok := r.types[name]
+		r.mu.RUnlock()
+		switch {
+		case !ok && mustBeRegistered:
+			// Storing it would leave an event this repository cannot load.
+			return eventstore.Event{}, fmt.Errorf("%w %q (%v): register it in Options.Types before saving it", ErrUnknownEvent, name, got)
+		case ok && got != want && got != reflect.PointerTo(want):
+			return eventstore.Event{}, &WrongEventTypeError{EventType: name, Registered: want, Got: got}
+		}
+	}
+	e, err := eventstore.NewEvent(aggregateID, name, d)
 	if err != nil {
 		return eventstore.Event{}, err
 	}
 	e.Metadata = map[string]string{MetaSchemaVersion: strconv.FormatUint(r.SchemaVersion(e.Type), 10)}
 	return e, nil
 }
+
+// WrongEventTypeError reports event data whose Go type is not the one
+// registered for its event type: typically the struct of an older schema,
+// kept for an upcaster, whose EventType returns the same name. Saving it
+// would store its JSON labelled with the current schema, which would later
+// load with fields missing. It matches ErrWrongEventType.
+type WrongEventTypeError struct {
+	EventType  string       // the name both Go types give from EventType
+	Registered reflect.Type // the Go type registered for EventType: the current schema
+	Got        reflect.Type // the Go type of the data passed
+}
+
+// Error implements error.
+func (e *WrongEventTypeError) Error() string {
+	return fmt.Sprintf("aggregate: event type %q is registered as Go type %v, got %v: save the registered (current) type",
+		e.EventType, e.Registered, e.Got)
+}
+
+// Unwrap returns ErrWrongEventType.
+func (e *WrongEventTypeError) Unwrap() error { return ErrWrongEventType }
 
 // Decode brings a stored event to the current schema of its type and
 // unmarshals its payload into the registered Go type. The returned event's

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/eventstore-go/eventstore"
@@ -155,5 +157,49 @@ func TestDispatch_Metadata(t *testing.T) {
 	// The caller's context is untouched.
 	if md := aggregate.Metadata(ctx); len(md) != 1 {
 		t.Errorf("caller's metadata = %v", md)
+	}
+}
+
+// nameV2 is NameChanged at schema 2, kept to write its upcaster; nameV3 is
+// the registered, current schema.
+type nameV2 struct {
+	Full string `json:"full"`
+}
+
+func (nameV2) EventType() string { return "NameChanged" }
+
+func TestRegistry_NewEventWrongType(t *testing.T) {
+	reg := aggregate.NewRegistry()
+	aggregate.Register[nameV3](reg)
+	reg.Upcast("NameChanged", 2, aggregate.UpcastFunc(func(o nameV2) nameV3 { return nameV3{First: o.Full} }))
+
+	_, err := reg.NewEvent("u-1", nameV2{Full: "Ada Lovelace"})
+	if !errors.Is(err, aggregate.ErrWrongEventType) {
+		t.Fatalf("NewEvent of an old schema's type = %v, want an error matching ErrWrongEventType", err)
+	}
+	var wt *aggregate.WrongEventTypeError
+	if !errors.As(err, &wt) || wt.EventType != "NameChanged" ||
+		wt.Registered != reflect.TypeFor[nameV3]() || wt.Got != reflect.TypeFor[nameV2]() {
+		t.Fatalf("NewEvent error = %#v, want a *WrongEventTypeError naming nameV3 and nameV2", err)
+	}
+	for _, name := range []string{"aggregate_test.nameV3", "aggregate_test.nameV2"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+
+	// The registered type, as a value or through a pointer, is stamped
+	// with the current schema.
+	want, err := reg.NewEvent("u-1", nameV3{First: "Ada"})
+	if err != nil || want.Metadata[aggregate.MetaSchemaVersion] != "3" {
+		t.Fatalf("NewEvent of the registered type = %+v, %v; want schema 3", want, err)
+	}
+	got, err := reg.NewEvent("u-1", &nameV3{First: "Ada"})
+	if err != nil || string(got.Payload) != string(want.Payload) || got.Metadata[aggregate.MetaSchemaVersion] != "3" {
+		t.Fatalf("NewEvent of a pointer to the registered type = %+v, %v; want %s at schema 3", got, err, want.Payload)
+	}
+	// A nil pointer is an error, not a panic and not a null payload.
+	if _, err := reg.NewEvent("u-1", (*nameV3)(nil)); !errors.Is(err, aggregate.ErrUnknownEvent) {
+		t.Fatalf("NewEvent of a nil pointer = %v, want ErrUnknownEvent", err)
 	}
 }

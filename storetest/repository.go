@@ -33,12 +33,14 @@ func RunRepository(t *testing.T, newStore func(t *testing.T) eventstore.Snapshot
 		{"RunRetriesConflict", testRepoRunRetries},
 		{"RunBoundedRetries", testRepoRunBounded},
 		{"RunConcurrent", testRepoRunConcurrent},
+		{"RunContendedDefaults", testRepoRunContendedDefaults},
 		{"RunDecideError", testRepoRunDecideError},
 		{"SnapshotPolicy", testRepoSnapshotPolicy},
 		{"SnapshotUsed", testRepoSnapshotUsed},
 		{"SnapshotIgnored", testRepoSnapshotIgnored},
 		{"LoadVersion", testRepoLoadVersion},
 		{"LoadTime", testRepoLoadTime},
+		{"Clock", testRepoClock},
 		{"Upcast", testRepoUpcast},
 		{"UnknownEvent", testRepoUnknownEvent},
 		{"Metadata", testRepoMetadata},
@@ -317,6 +319,38 @@ func testRepoRunConcurrent(t *testing.T, s eventstore.SnapshottingStore) {
 	}
 }
 
+// testRepoRunContendedDefaults runs 16 writers, each running 20 commands on
+// one aggregate, with the default retry options: every command must succeed.
+func testRepoRunContendedDefaults(t *testing.T, s eventstore.SnapshottingStore) {
+	const writers, each = 16, 20
+	r := tRepo(s, nil) // the default MaxAttempts and Backoff
+	openTAccount(t, r, "acc-hot", 0)
+	var wg sync.WaitGroup
+	var decisions, most atomic.Int64
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				n := int64(0)
+				if _, err := r.Run(context.Background(), "acc-hot", func(a *tAccount) ([]aggregate.Data, error) {
+					n++
+					return a.deposit(1)
+				}); err != nil {
+					t.Errorf("Run with the default options, %d writers on one aggregate: %v", writers, err)
+					return
+				}
+				decisions.Add(n)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d commands took %d attempts, at most %d for one", writers*each, decisions.Load(), most.Load())
+	if !t.Failed() {
+		wantAccount(t, mustLoad(t, r, "acc-hot"), writers*each+1, writers*each)
+	}
+}
+
 func testRepoRunDecideError(t *testing.T, s eventstore.SnapshottingStore) {
 	r := tRepo(s, nil)
 	_, err := r.Run(context.Background(), "acc-missing", func(a *tAccount) ([]aggregate.Data, error) {
@@ -523,6 +557,49 @@ func testRepoLoadTime(t *testing.T, s eventstore.SnapshottingStore) {
 	}
 	if a.Version != 1 || a.Balance != 0 {
 		t.Errorf("LoadTime(day 4) with timestamps 1, 5, 3 = version %d balance %d, want version 1 balance 0", a.Version, a.Balance)
+	}
+}
+
+// testRepoClock checks that Options.Now stamps the events Save stores and
+// the snapshots it takes.
+func testRepoClock(t *testing.T, s eventstore.SnapshottingStore) {
+	ctx := context.Background()
+	then := time.Date(2019, 6, 1, 14, 30, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	want := eventstore.NormalizeTime(then) // 12:30:00.123456 UTC
+	r := tRepo(s, &aggregate.Options{Snapshots: s, SnapshotEvery: 2, SnapshotSchema: "account/v1",
+		Now: func() time.Time { return then }})
+	a := mustLoad(t, r, "acc-clock")
+	stored := mustSave(t, r, a, tOpened{Owner: "ada"}, tDeposited{Amount: 5})
+	for i, e := range stored {
+		if !e.Timestamp.Equal(want) {
+			t.Errorf("Save returned event %d stamped %v, want Options.Now's %v", i, e.Timestamp, want)
+		}
+	}
+	events, err := eventstore.Events(ctx, s, "acc-clock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range events {
+		if !e.Timestamp.Equal(want) {
+			t.Errorf("stored event %d stamped %v, want Options.Now's %v", i, e.Timestamp, want)
+		}
+	}
+	snap, err := s.LoadSnapshot(ctx, "acc-clock")
+	if err != nil || snap.Version != 2 || !snap.Timestamp.Equal(want) {
+		t.Errorf("LoadSnapshot = version %d stamped %v, %v; want version 2 stamped %v", snap.Version, snap.Timestamp, err, want)
+	}
+	// The clock's times are the ones LoadTime goes by.
+	for _, tc := range []struct {
+		at      time.Time
+		version uint64
+	}{{want.Add(-time.Microsecond), 0}, {want, 2}} {
+		got, err := r.LoadTime(ctx, "acc-clock", tc.at)
+		if err != nil {
+			t.Fatalf("LoadTime(%v): %v", tc.at, err)
+		}
+		if got.Version != tc.version {
+			t.Errorf("LoadTime(%v) = version %d, want %d", tc.at, got.Version, tc.version)
+		}
 	}
 }
 

@@ -122,7 +122,6 @@ func run() error {
 		Snapshots:      store, // the snapshot bucket in the same bolt file
 		SnapshotEvery:  10,
 		SnapshotSchema: "account/v1",
-		MaxAttempts:    100,
 		OnSnapshotError: func(id string, err error) {
 			fmt.Fprintf(os.Stderr, "snapshot of %s: %v\n", id, err)
 		},

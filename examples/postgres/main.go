@@ -1,6 +1,7 @@
-// Command postgres is the design document's PostgreSQL example in Go: it
-// appends a user's history, rebuilds the user from it, handles a version
-// conflict, and queries events by type, by time range, and from plain SQL.
+// Command postgres shows the PostgreSQL store used directly, without the
+// aggregate package: it appends a user's history, rebuilds the user from
+// it, handles a version conflict, and queries events by type, by time
+// range, and from plain SQL.
 //
 // It connects to EVENTSTORE_POSTGRES_DSN, or to
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable, works in a

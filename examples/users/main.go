@@ -1,7 +1,8 @@
-// Command users is the design document's user aggregate in Go, on the
-// embedded bolt store: a command creates a user, another changes the email,
-// the user is rebuilt from its events, a stale writer gets a version
-// conflict, and temporal queries give the user as of a version and a time.
+// Command users shows the aggregate package on the embedded bolt store,
+// with a user as the aggregate: a command creates a user, another changes
+// the email, the user is rebuilt from its events, a stale writer gets a
+// version conflict, and temporal queries give the user as of a version and
+// a time.
 //
 // It works in a temporary directory that it removes, prints what it does,
 // and exits non-zero on any failure.
@@ -65,7 +66,7 @@ func (u *User) Apply(e aggregate.Event) error {
 	return nil
 }
 
-// CreateUser is the design document's CreateUserCommand; its result is the
+// CreateUser is the command that creates a user; its handler returns the
 // new user's ID.
 type CreateUser struct {
 	Name  string
