@@ -241,6 +241,11 @@ type Store struct {
 // eventstore.ErrUnknownFormat when the file is not an event store, or one in
 // a format this package does not know; eventstore.ErrCorrupt when the file
 // is damaged.
+//
+// On Linux, Open locks the file itself before bbolt reads it. When the file
+// is new (empty), Open fsyncs its directory, so that the file's name
+// survives a power loss as its first commit does. Elsewhere than Linux,
+// Open does not.
 func Open(path string, opts *Options) (s *Store, err error) {
 	var o Options
 	if opts != nil {
@@ -271,6 +276,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
+		OpenFile:     openFile(o.Timeout), // durable.go: lock, then sync
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):

@@ -439,3 +439,30 @@ func TestStore_AppendFailedSyncNotAcknowledged(t *testing.T) {
 		})
 	}
 }
+
+// TestOpen_SyncsDirectoryOfNewFile requires an fsync of the directory
+// after Open created the file and before the first append is
+// acknowledged, and none when Open finds the file there.
+func TestOpen_SyncsDirectoryOfNewFile(t *testing.T) {
+	requireStrace(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.db")
+	tr := runTraced(t, "reopen", path)
+	require.Equal(t, []string{"done"}, tr.lines())
+	dirSyncs := func(calls []call) (n int) {
+		for _, c := range calls {
+			if c.isSync() && c.file == dir && !c.failed() {
+				n++
+			}
+		}
+		return n
+	}
+	if dirSyncs(tr.between(t, "open-new", "acked")) == 0 {
+		tr.dump(t)
+		t.Fatalf("no fsync of %s between creating the file and acknowledging the first append", dir)
+	}
+	if n := dirSyncs(tr.between(t, "open-existing", "opened")); n != 0 {
+		tr.dump(t)
+		t.Fatalf("%d fsyncs of the directory when opening an existing file", n)
+	}
+}
