@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -464,5 +465,127 @@ func TestOpen_SyncsDirectoryOfNewFile(t *testing.T) {
 	if n := dirSyncs(tr.between(t, "open-existing", "opened")); n != 0 {
 		tr.dump(t)
 		t.Fatalf("%d fsyncs of the directory when opening an existing file", n)
+	}
+}
+
+// TestOpen_ExistingFileReadFromDisk checks the order of Open's syscalls on
+// an existing file: lock it, fdatasync it, drop the cached copy of its meta
+// pages (fadvise DONTNEED), and only then read it (pread, mmap).
+func TestOpen_ExistingFileReadFromDisk(t *testing.T) {
+	requireStrace(t)
+	path := filepath.Join(t.TempDir(), "events.db")
+	tr := runTraced(t, "reopen", path)
+	require.Equal(t, []string{"done"}, tr.lines())
+	var steps []string
+	for _, c := range tr.between(t, "open-existing", "opened") {
+		if c.file != path || c.failed() {
+			continue
+		}
+		switch {
+		case c.name == "flock" && strings.Contains(c.args, "LOCK_EX"):
+			if !slices.Contains(steps, "lock") { // bbolt locks again: a no-op
+				steps = append(steps, "lock")
+			}
+		case c.name == "fdatasync":
+			steps = append(steps, "sync")
+		case c.name == "fadvise64" && strings.Contains(c.args, "POSIX_FADV_DONTNEED"):
+			// fadvise64(fd, offset, len, advice): the range must
+			// hold both meta pages (len 0 means to the end).
+			var off, n int64
+			_, err := fmt.Sscanf(c.args[strings.Index(c.args, ">, ")+3:], "%d, %d,", &off, &n)
+			require.NoError(t, err, "fadvise64(%s)", c.args)
+			if off == 0 && (n == 0 || n >= 2*int64(os.Getpagesize())) {
+				steps = append(steps, "drop")
+			}
+		case c.name == "pread64" || c.name == "mmap":
+			steps = append(steps, "read")
+		}
+	}
+	// Before bbolt reads a byte, the file is locked, synced and dropped
+	// from the cache, in that order.
+	want := []string{"lock", "sync", "drop", "read"}
+	if len(steps) < len(want) || !slices.Equal(steps[:len(want)], want) {
+		tr.dump(t)
+		t.Fatalf("Open of an existing file did %v, want %v first", steps, want)
+	}
+}
+
+// TestStore_RetryAfterFailedSyncIsSynced follows the documented recovery
+// from a failed fdatasync (strace injects EIO into each sync of the first
+// attempt in turn): close, open again, retry the same append. The retry
+// may find the events stored, but it must not acknowledge them before a
+// successful sync of the file after the failure and after its own writes:
+// what the failed commit wrote may never have reached the disk.
+func TestStore_RetryAfterFailedSyncIsSynced(t *testing.T) {
+	requireStrace(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	newStore := func(t *testing.T, path string) {
+		t.Helper()
+		s, err := bolt.Open(path, nil)
+		require.NoError(t, err)
+		_, err = s.Append(ctx, childEvents("before", 2)...)
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+	}
+	// The syncs of an attempt that succeeds: fail each in turn.
+	path := filepath.Join(dir, "clean.db")
+	newStore(t, path)
+	clean := runTraced(t, "retry", path)
+	require.Equal(t, []string{"ok"}, clean.lines())
+	syncs := 0
+	for _, c := range clean.calls {
+		if c.name == "fdatasync" {
+			syncs++
+		}
+	}
+	require.NotZero(t, syncs, "the append never fdatasyncs")
+	for n := 1; n <= syncs; n++ {
+		t.Run(fmt.Sprintf("fail=%d", n), func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("events-%d.db", n))
+			newStore(t, path)
+			tr := runTraced(t, "retry", path, "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n))
+			lines := tr.lines()
+			require.NotEmpty(t, lines)
+			require.Equal(t, "ok", lines[len(lines)-1], "the retry never succeeded: %q", lines)
+			lastFault, acked := -1, tr.index("acked")
+			for i, c := range tr.calls[:acked] {
+				if c.injected() {
+					lastFault = i
+				}
+			}
+			if lastFault < 0 {
+				tr.dump(t)
+				t.Fatalf("fdatasync %d was never called: the fault was not reached", n)
+			}
+			require.Greater(t, len(lines), 1, "a sync failed, yet the first attempt succeeded: %q", lines)
+			// After the failure: the last write before the
+			// acknowledgement (if any), then a successful sync.
+			from := lastFault
+			for i := lastFault + 1; i < acked; i++ {
+				if c := tr.calls[i]; c.file == path && c.name == "pwrite64" {
+					from = i
+				}
+			}
+			synced := false
+			for _, c := range tr.calls[from+1 : acked] {
+				if c.file == path && c.isSync() && !c.failed() {
+					synced = true
+				}
+			}
+			if !synced {
+				tr.dump(t)
+				t.Fatalf("the retry was acknowledged (%q) without a successful sync of the file after the failed one", lines)
+			}
+
+			// And the file holds the events once.
+			s, err := bolt.Open(path, nil)
+			require.NoError(t, err)
+			defer s.Close()
+			require.NoError(t, s.Check(ctx))
+			got, err := eventstore.Collect(s.ReadAll(ctx, 0))
+			require.NoError(t, err)
+			require.Len(t, got, 5)
+		})
 	}
 }
