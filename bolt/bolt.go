@@ -67,7 +67,9 @@
 // a commit that reached the disk. Append then returns an error matching
 // eventstore.ErrUnknownOutcome (retrying with the same event IDs is safe),
 // and the store refuses every later write with eventstore.ErrNeedsReopen
-// until it is closed and opened again.
+// until it is closed and opened again. Open then syncs the file and reads
+// its state from the disk, not from what a failed fsync may have left in
+// the cache (see Open).
 //
 // # Reads
 //
@@ -273,6 +275,22 @@ type Store struct {
 // eventstore.ErrUnknownFormat when the file is not an event store, or one in
 // a format this package does not know; eventstore.ErrCorrupt when the file
 // is damaged.
+//
+// On Linux, Open locks the file itself before bbolt reads it. When the file
+// is new (empty), Open fsyncs its directory, so that the file's name
+// survives a power loss as its first commit does. When the file exists,
+// Open fdatasyncs it and then drops the cached copy of bbolt's meta pages
+// (POSIX_FADV_DONTNEED), so that the state the store finds is the one on
+// the disk (every page that a meta page on the disk reaches was synced
+// before that meta page was written). This makes the recovery from
+// eventstore.ErrUnknownOutcome (close, open again, retry the same events)
+// safe after a failed fsync: Linux may keep the pages whose writeback
+// failed in its cache, marked clean, and a retry that found the events
+// there would report them as stored although the disk never got them. The
+// limits: the drop is advice, and the kernel does not evict pages that
+// another process has mapped (a reader outside this package), and nothing
+// helps against a disk that acknowledges writes it then loses. Elsewhere
+// than Linux, Open does none of this.
 func Open(path string, opts *Options) (s *Store, err error) {
 	var o Options
 	if opts != nil {
@@ -303,6 +321,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
+		OpenFile:     openFile(o.Timeout), // durable.go: lock, then sync
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
