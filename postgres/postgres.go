@@ -56,6 +56,9 @@
 // Unique violations map by constraint name to eventstore.ErrDuplicateEvent
 // or eventstore.ErrConflict; a connection lost while committing maps to
 // eventstore.ErrUnknownOutcome, after which retrying the same Append is safe.
+// An Append returns at most OutcomeWait after its ctx ends, whether it
+// still waited for its group commit or was in flight; see Append for what
+// it returns then.
 // Other errors from the server are returned wrapped, with *pgconn.PgError
 // available through errors.As.
 package postgres
@@ -164,10 +167,10 @@ type Store struct {
 	close   sync.Once
 	sql     queries
 
-	// Group commit: see Append.
-	gmu     sync.Mutex
-	queue   []*appendReq // appends waiting for the next pipeline
-	leading bool         // an append leads: it runs or will run the next pipeline
+	// Group commit: see Append and submit.
+	gmu        sync.Mutex
+	queue      []*appendReq // appends waiting for the next pipeline
+	committing bool         // a commitLoop goroutine runs
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
