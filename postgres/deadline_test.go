@@ -308,7 +308,7 @@ func TestAppend_GivesUpBeforeSent(t *testing.T) {
 	firstCtx, cancelFirst := context.WithCancel(ctx)
 	defer cancelFirst()
 	first := startAppend(s, firstCtx, event("first"))
-	waitFor(t, "the first group to be taken", func() bool { return postgres.QueueLen(s) == 0 })
+	waitFor(t, "the first group to be taken", func() bool { return postgres.Committing(s) && postgres.QueueLen(s) == 0 })
 
 	impatientCtx, cancelImpatient := context.WithCancel(ctx)
 	defer cancelImpatient()

@@ -7,3 +7,11 @@ func QueueLen(s *Store) int {
 	defer s.gmu.Unlock()
 	return len(s.queue)
 }
+
+// Committing reports whether a group commit runs: with QueueLen 0, every
+// append started has been taken into a pipeline.
+func Committing(s *Store) bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return s.committing
+}
