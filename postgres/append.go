@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -34,12 +34,20 @@ import (
 // and does not affect the others. A retry or a conflict is decided by the
 // shared rules (storekit.CheckRetry, storekit.AssignVersions).
 //
-// A connection lost while the pipeline was in flight returns an error
-// matching eventstore.ErrUnknownOutcome. So does ctx ending while the
-// append is in flight together with others (the pipeline goes on; the
-// append that runs it returns when it ends). An append whose ctx ends
-// while it waits for a pipeline, or while it is alone in one (which ctx
-// cancels on the server, see Open), stores nothing.
+// Append returns at most OutcomeWait after ctx ends, whatever its place
+// in a group. If ctx ends before its pipeline is sent, it returns ctx's
+// error and nothing of it is stored. If ctx ends after, it waits up to
+// OutcomeWait for the pipeline's result and returns that: its events if
+// they committed, an error matching ctx's error if nothing was stored; and
+// if the result has not come by then, an error matching both
+// eventstore.ErrUnknownOutcome and ctx's error (the pipeline may still
+// commit). A pipeline goes on while any of its appends waits for it; when
+// the last one gives up, its statement is cancelled on the server (see
+// Open), so that an append alone in its pipeline, or whose whole group
+// gives up together, usually learns in time that nothing was stored. A
+// connection lost while the pipeline was in flight returns an error
+// matching eventstore.ErrUnknownOutcome. After either, retrying the same
+// Append (with the same event IDs) is safe.
 func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -120,6 +128,11 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 	return prepared, nil
 }
 
+// OutcomeWait bounds how long an Append whose ctx has ended waits for the
+// outcome of the pipeline that carries its events: Append returns at most
+// OutcomeWait after its ctx ends, plus the time it takes to be scheduled.
+const OutcomeWait = time.Second
+
 // Limits of one group commit.
 const (
 	maxGroup     = 64       // appends
@@ -129,150 +142,198 @@ const (
 // appendReq is one Append waiting for, or in, a pipeline.
 type appendReq struct {
 	ctx  context.Context
-	args []any // the arguments of queries.append
-	size int   // payload and metadata bytes
-	done chan appendResult
+	args []any             // the arguments of queries.append
+	size int               // payload and metadata bytes
+	done chan appendResult // buffered: receives the result once
 
 	// Under Store.gmu.
-	taken bool // in a pipeline
-	lead  bool // told to run the next pipeline
-	solo  bool // alone in its pipeline, which runs under its ctx
+	group *group // the pipeline that carries it; nil while queued
+	gone  bool   // its Append returned without a result
 }
 
 // appendResult is what the append statement returned for one append, or
-// the pipeline's error; lead instead tells the receiver to run the next
-// pipeline.
+// the pipeline's error.
 type appendResult struct {
-	lead                  bool
 	current, stored, head int64
 	err                   error
 }
 
-// submit queues r and returns what its statement returned. One waiting
-// Append at a time leads: it takes the queue, runs it as one pipeline,
-// hands each append its result, and passes the lead to the first append
-// that queued meanwhile.
+// group is one pipeline and the appends it carries. Its statements run
+// under ctx, which is no one append's: it keeps the values of the first
+// append's ctx and is cancelled when the last append still waiting for the
+// group gives up.
+type group struct {
+	reqs   []*appendReq
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Under Store.gmu.
+	waiting int  // appends whose Append still waits for the result
+	sent    bool // the pipeline is, or may be, on its way to the server
+}
+
+// newGroup makes reqs a group. s.gmu must be held.
+func newGroup(reqs []*appendReq) *group {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(reqs[0].ctx))
+	g := &group{reqs: reqs, ctx: ctx, cancel: cancel, waiting: len(reqs)}
+	for _, r := range reqs {
+		r.group = g
+	}
+	return g
+}
+
+// submit queues r and returns what its statement returned.
+//
+// A committer goroutine, started by the append that finds none running,
+// takes the queue, runs it as one pipeline, hands each append its result
+// and goes on with the appends that queued meanwhile. No Append runs a
+// pipeline itself, so each one waits for its result or its own ctx,
+// whatever its place in the queue, and a result that is there is always
+// taken before ctx is looked at. When ctx ends first:
+//
+//   - If r is queued, or in a group not yet sent, it leaves: the committer
+//     sends nothing of it, and submit returns ctx's error.
+//   - If r's group was sent, submit waits up to OutcomeWait more for the
+//     result, then returns ErrUnknownOutcome. The last append of a group
+//     to give up cancels the group's ctx, which asks the server to cancel
+//     the statement (see Open): the pipeline stores nothing, and appends
+//     still inside their OutcomeWait learn so.
 func (s *Store) submit(r *appendReq) (appendResult, error) {
 	s.gmu.Lock()
 	s.queue = append(s.queue, r)
-	if !s.leading {
-		s.leading = true
-		r.lead = true
-		r.done <- appendResult{lead: true}
+	if !s.committing {
+		s.committing = true
+		go s.commitLoop()
 	}
 	s.gmu.Unlock()
 
-	ctxDone := r.ctx.Done()
+	select {
+	case res := <-r.done:
+		return res, res.err
+	case <-r.ctx.Done():
+	}
+	if res, ok := received(r); ok {
+		return res, res.err
+	}
+
+	s.gmu.Lock()
+	g := r.group
+	if g == nil {
+		s.queue = slices.DeleteFunc(s.queue, func(q *appendReq) bool { return q == r })
+		s.gmu.Unlock()
+		return appendResult{}, r.ctx.Err()
+	}
+	r.gone = true
+	if g.waiting--; g.waiting == 0 {
+		g.cancel()
+	}
+	sent := g.sent
+	s.gmu.Unlock()
+	if !sent {
+		return appendResult{}, r.ctx.Err()
+	}
+
+	timer := time.NewTimer(OutcomeWait)
+	defer timer.Stop()
+	select {
+	case res := <-r.done:
+		return res, res.err
+	case <-timer.C:
+	}
+	if res, ok := received(r); ok {
+		return res, res.err
+	}
+	return appendResult{}, fmt.Errorf("postgres: append: %w: %w", eventstore.ErrUnknownOutcome, r.ctx.Err())
+}
+
+// received returns r's result if it has arrived.
+func received(r *appendReq) (appendResult, bool) {
+	select {
+	case res := <-r.done:
+		return res, true
+	default:
+		return appendResult{}, false
+	}
+}
+
+// commitLoop runs the queued appends, a group at a time, until the queue
+// is empty.
+func (s *Store) commitLoop() {
 	for {
-		select {
-		case res := <-r.done:
-			if res.lead {
-				s.lead()
+		s.gmu.Lock()
+		if len(s.queue) == 0 {
+			s.committing = false
+			s.gmu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for _, r := range s.queue {
+			if n == maxGroup || (n > 0 && size+r.size > maxGroupSize) {
+				break
+			}
+			n++
+			size += r.size
+		}
+		g := newGroup(slices.Clone(s.queue[:n]))
+		s.queue = slices.Delete(s.queue, 0, n)
+		s.gmu.Unlock()
+		s.commit(g)
+	}
+}
+
+// commit runs g and hands each of its appends its result. When the server
+// refuses a group of several, nothing of it is stored: the appends still
+// waiting run again one at a time, to learn which one it refused.
+func (s *Store) commit(g *group) {
+	sent, results, err := s.run(g)
+	g.cancel()
+	if err != nil && len(sent) > 1 && !errors.Is(err, eventstore.ErrUnknownOutcome) {
+		for _, r := range sent {
+			s.gmu.Lock()
+			var alone *group
+			if !r.gone {
+				alone = newGroup([]*appendReq{r})
+			}
+			s.gmu.Unlock()
+			if alone == nil {
+				r.done <- appendResult{err: err}
 				continue
 			}
-			return res, res.err
-		case <-ctxDone:
-			s.gmu.Lock()
-			switch {
-			case !r.taken && !r.lead:
-				// Still queued: leave, and nothing was sent.
-				s.queue = slices.DeleteFunc(s.queue, func(q *appendReq) bool { return q == r })
-				s.gmu.Unlock()
-				return appendResult{}, r.ctx.Err()
-			case r.taken && !r.solo:
-				// In flight with others: the pipeline goes on without us.
-				s.gmu.Unlock()
-				return appendResult{}, fmt.Errorf("postgres: append: %w: %w", eventstore.ErrUnknownOutcome, r.ctx.Err())
-			}
-			// About to lead, or in flight alone under ctx, which cancels it
-			// on the server: the result comes soon.
-			s.gmu.Unlock()
-			ctxDone = nil
+			s.commit(alone)
 		}
-	}
-}
-
-// lead runs the queued appends as one pipeline, delivers their results and
-// passes the lead on.
-func (s *Store) lead() {
-	s.gmu.Lock()
-	var group []*appendReq
-	size := 0
-	for _, r := range s.queue {
-		if len(group) == maxGroup || (len(group) > 0 && size+r.size > maxGroupSize) {
-			break
-		}
-		group = append(group, r)
-		size += r.size
-		r.taken = true
-	}
-	s.queue = slices.Delete(s.queue, 0, len(group))
-	group[0].solo = len(group) == 1
-	s.gmu.Unlock()
-
-	results, err := s.runGroup(group)
-	if err != nil && len(group) > 1 && !errors.Is(err, eventstore.ErrUnknownOutcome) {
-		// Nothing of the group is stored. The server refused one append,
-		// or the pool closed: learn which, one append at a time.
-		for _, r := range group {
-			res, err := s.runGroup([]*appendReq{r})
-			if err != nil {
-				res = []appendResult{{err: err}}
-			}
-			r.done <- res[0]
-		}
-	} else {
-		for i, r := range group {
-			if err != nil {
-				r.done <- appendResult{err: err}
-			} else {
-				r.done <- results[i]
-			}
-		}
-	}
-
-	s.gmu.Lock()
-	defer s.gmu.Unlock()
-	if len(s.queue) == 0 {
-		s.leading = false
 		return
 	}
-	next := s.queue[0]
-	next.lead = true
-	next.done <- appendResult{lead: true}
+	for i, r := range sent {
+		if err != nil {
+			r.done <- appendResult{err: err}
+		} else {
+			r.done <- results[i]
+		}
+	}
 }
 
-// runGroup runs one pipeline for group and returns each append's result.
-// A group of one runs under its append's ctx; a larger group runs until
-// every append in it has given up.
-func (s *Store) runGroup(group []*appendReq) ([]appendResult, error) {
+// run sends g as one pipeline under g's ctx and returns the appends it
+// carried, with each one's result. The appends that gave up before it was
+// sent are left out.
+func (s *Store) run(g *group) ([]*appendReq, []appendResult, error) {
 	if s.closed.Load() {
 		// Queued before Close: refuse rather than write on a pool the
 		// caller may still own (New).
-		return nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
+		return g.reqs, nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
 	}
-	ctx := group[0].ctx
-	if len(group) > 1 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
-		defer cancel()
-		var left atomic.Int32
-		left.Store(int32(len(group)))
-		for _, r := range group {
-			stop := context.AfterFunc(r.ctx, func() {
-				if left.Add(-1) == 0 {
-					cancel()
-				}
-			})
-			defer stop()
-		}
-	}
-
+	ctx := g.ctx
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, s.mapError(ctx, "acquire connection", err)
+		return g.reqs, nil, s.mapError(ctx, "acquire connection", err)
 	}
 	defer conn.Release()
+	s.gmu.Lock()
+	g.sent = true
+	group := slices.DeleteFunc(slices.Clone(g.reqs), func(r *appendReq) bool { return r.gone })
+	s.gmu.Unlock()
+	if len(group) == 0 {
+		return nil, nil, nil
+	}
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	batch.Queue(s.sql.lockHead)
@@ -302,7 +363,7 @@ func (s *Store) runGroup(group []*appendReq) ([]appendResult, error) {
 		return br.Close()
 	}()
 	if err == nil {
-		return results, nil
+		return group, results, nil
 	}
 	if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
 		// The server refused a statement: end its aborted transaction so
@@ -313,9 +374,9 @@ func (s *Store) runGroup(group []*appendReq) ([]appendResult, error) {
 	}
 	err = commitError(err)
 	if s.closed.Load() && !errors.Is(err, eventstore.ErrUnknownOutcome) {
-		return nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
+		return group, nil, fmt.Errorf("postgres: append: %w", eventstore.ErrClosed)
 	}
-	return nil, err
+	return group, nil, err
 }
 
 // retry answers an Append some of whose event IDs are stored: the stored

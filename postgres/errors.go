@@ -10,6 +10,14 @@ import (
 	"github.com/eventstore-go/eventstore"
 )
 
+// ErrInvalidOptions reports Options that Open and New refuse before they
+// connect, such as a Schema that PostgreSQL reserves for itself.
+var ErrInvalidOptions = errors.New("postgres: invalid options")
+
+// ErrSchemaNotFound reports that Options.RequireSchema is set and the
+// schema named by Options.Schema does not exist.
+var ErrSchemaNotFound = errors.New("postgres: schema not found")
+
 // Constraint names from migrations/, which mapError matches.
 const (
 	constraintEventID          = "events_pkey"

@@ -67,12 +67,13 @@ func lockKey(schema string) int64 {
 	return int64(h.Sum64())
 }
 
-// migrate creates schema if needed and applies the migrations it lacks, in
+// migrate creates schema if needed (unless requireSchema) and applies the migrations it lacks, in
 // one transaction under an advisory lock on the schema's name: processes
 // opening the same schema together apply each migration once, and a failed
 // migration leaves nothing behind. A schema migrated by a newer version of
-// this package fails with eventstore.ErrUnknownFormat.
-func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+// this package fails with eventstore.ErrUnknownFormat; a missing schema
+// with requireSchema set fails with ErrSchemaNotFound.
+func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, requireSchema bool) error {
 	all, err := migrations()
 	if err != nil {
 		return err
@@ -106,6 +107,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		var exists bool
 		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil {
 			return fmt.Errorf("postgres: look up schema %s: %w", q, err)
+		}
+		if !exists && requireSchema {
+			return fmt.Errorf("postgres: schema %s does not exist and Options.RequireSchema is set: %w", q, ErrSchemaNotFound)
 		}
 		if !exists {
 			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q); err != nil {

@@ -16,7 +16,12 @@
 // ("eventstore" by default), so that several stores can share a database.
 // Open and New create the schema and its tables with the numbered SQL files
 // in migrations/, once, under an advisory lock, so that processes starting
-// together do not race; schema_migrations records what was applied.
+// together do not race; schema_migrations records what was applied. With
+// Options.RequireSchema they refuse a schema that does not exist
+// (ErrSchemaNotFound) instead of creating it: set it in production, where
+// a deploy step creates the schema, so that a mistyped name fails at Open
+// rather than opening an empty store. PostgreSQL's own schemas
+// (information_schema, pg_*) are refused (ErrInvalidOptions).
 //
 //	events            one row per event
 //	  id              uuid, primary key (events_pkey)
@@ -51,6 +56,9 @@
 // Unique violations map by constraint name to eventstore.ErrDuplicateEvent
 // or eventstore.ErrConflict; a connection lost while committing maps to
 // eventstore.ErrUnknownOutcome, after which retrying the same Append is safe.
+// An Append returns at most OutcomeWait after its ctx ends, whether it
+// still waited for its group commit or was in flight; see Append for what
+// it returns then.
 // Other errors from the server are returned wrapped, with *pgconn.PgError
 // available through errors.As.
 package postgres
@@ -59,6 +67,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,8 +101,27 @@ const readPageBytes = 8 << 20
 type Options struct {
 	// Schema is the PostgreSQL schema holding the store's tables. Stores
 	// with different schemas share a database without seeing each other.
-	// It is created if missing. Default: DefaultSchema ("eventstore").
+	// It is created if missing, unless RequireSchema is set. Default:
+	// DefaultSchema ("eventstore").
+	//
+	// PostgreSQL's own schemas are refused with an error matching
+	// ErrInvalidOptions: information_schema and every name that starts
+	// with "pg_" (pg_catalog, pg_toast, pg_temp, ...). The name is used as
+	// is, quoted: "Events" and "events" are two schemas.
 	Schema string
+
+	// RequireSchema makes Open and New fail with an error matching
+	// ErrSchemaNotFound when Schema does not exist, instead of creating
+	// it, so that a mistyped name cannot open an empty store. Within an
+	// existing schema they still create the store's tables and apply its
+	// migrations. Default: false, the schema is created if missing.
+	//
+	// Use it in production: create the schema in a deploy step (CREATE
+	// SCHEMA, with the grants the application needs, or one Open from the
+	// deploy job without RequireSchema) and open it with RequireSchema in
+	// the application. Leave it unset in tests and tools that make
+	// throwaway schemas.
+	RequireSchema bool
 
 	// MaxPayloadSize is the largest payload Append accepts, in bytes. Zero
 	// or less means eventstore.DefaultMaxPayloadSize (1 MiB).
@@ -115,7 +143,10 @@ func (o *Options) withDefaults() (Options, error) {
 		out.Schema = DefaultSchema
 	}
 	if len(out.Schema) > 63 || !utf8.ValidString(out.Schema) || containsNUL(out.Schema) {
-		return out, fmt.Errorf("postgres: schema name %q: not 1 to 63 bytes of UTF-8 without NUL", out.Schema)
+		return out, fmt.Errorf("%w: schema name %q: not 1 to 63 bytes of UTF-8 without NUL", ErrInvalidOptions, out.Schema)
+	}
+	if systemSchema(out.Schema) {
+		return out, fmt.Errorf("%w: schema %q is reserved by PostgreSQL (information_schema, pg_*)", ErrInvalidOptions, out.Schema)
 	}
 	if out.MaxPayloadSize <= 0 {
 		out.MaxPayloadSize = eventstore.DefaultMaxPayloadSize
@@ -136,10 +167,10 @@ type Store struct {
 	close   sync.Once
 	sql     queries
 
-	// Group commit: see Append.
-	gmu     sync.Mutex
-	queue   []*appendReq // appends waiting for the next pipeline
-	leading bool         // an append leads: it runs or will run the next pipeline
+	// Group commit: see Append and submit.
+	gmu        sync.Mutex
+	queue      []*appendReq // appends waiting for the next pipeline
+	committing bool         // a commitLoop goroutine runs
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
@@ -195,7 +226,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error)
 }
 
 func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error) {
-	if err := migrate(ctx, pool, o.Schema); err != nil {
+	if err := migrate(ctx, pool, o.Schema, o.RequireSchema); err != nil {
 		return nil, err
 	}
 	return &Store{pool: pool, opts: o, sql: newQueries(pgx.Identifier{o.Schema}.Sanitize())}, nil
@@ -215,6 +246,14 @@ func (s *Store) Close() error {
 		}
 	})
 	return nil
+}
+
+// systemSchema reports whether PostgreSQL reserves schema for itself:
+// information_schema, and every name starting with "pg_" (pg_catalog,
+// pg_toast, pg_temp and the per-session pg_temp_N and pg_toast_temp_N).
+// The server compares names as they are, so "PG_x" is an ordinary schema.
+func systemSchema(schema string) bool {
+	return schema == "information_schema" || strings.HasPrefix(schema, "pg_")
 }
 
 func containsNUL(s string) bool {

@@ -96,12 +96,6 @@ func TestOpen_NewerSchema(t *testing.T) {
 	require.ErrorIs(t, err, eventstore.ErrUnknownFormat)
 }
 
-func TestOpen_BadSchemaName(t *testing.T) {
-	admin(t)
-	_, err := postgres.Open(context.Background(), testDSN(), &postgres.Options{Schema: strings.Repeat("s", 64)})
-	require.Error(t, err)
-}
-
 // New uses the caller's pool and leaves it open on Close.
 func TestNew_LeavesPoolOpen(t *testing.T) {
 	ctx := context.Background()

@@ -1,0 +1,17 @@
+package postgres
+
+// QueueLen returns how many appends wait for the next group commit, so
+// that a test can tell when the appends it started have queued.
+func QueueLen(s *Store) int {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return len(s.queue)
+}
+
+// Committing reports whether a group commit runs: with QueueLen 0, every
+// append started has been taken into a pipeline.
+func Committing(s *Store) bool {
+	s.gmu.Lock()
+	defer s.gmu.Unlock()
+	return s.committing
+}
