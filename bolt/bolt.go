@@ -23,7 +23,15 @@
 //	timestamps  µs since 1970 as i64, sign bit flipped, position u64 -> events key
 //	ids         event ID (the UUID's 16 bytes)                       -> events key
 //	snapshots   aggregate ID (its bytes)                             -> snapshot record
+//	checkpoints checkpoint name (its bytes)                          -> position u64
 //	meta        "format"                                             -> "eventstore/bolt 1"
+//
+// These are the store's buckets, a fixed list. Buckets whose names start
+// with "rm:" are reserved for read models, which projections keep in the
+// file beside the checkpoint they advance in the same transaction; the
+// store never reads them. The checkpoints bucket came after the format was
+// named: Open adds it to a file that lacks it, and older versions of this
+// package ignore it, so the format stays "eventstore/bolt 1".
 //
 // (len16 is a 2-byte big-endian length followed by the bytes; u64 and i64
 // are 8 bytes big-endian.) Timestamps thus sort correctly for the years 1 to
@@ -97,6 +105,15 @@
 // but an event kept after the loop keeps its buffer (at most 32 KiB) alive;
 // copy a payload (bytes.Clone) to keep it alone for long.
 //
+// # Subscriptions
+//
+// Subscribe reads like ReadAll and ReadType (see Subscribe for the
+// filters), but only up to the last position whose commit has returned:
+// a subscription never yields an event before its commit's fsync, nor one
+// of a failed commit. After each commit the store wakes its subscriptions,
+// which read on from where they stopped; an idle one is a goroutine
+// blocked on a channel. Head returns that same position.
+//
 // Check verifies a whole file: bbolt's page structure, every record's
 // checksum, and that every index agrees with the events.
 //
@@ -154,6 +171,7 @@ import (
 	"time"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/follow"
 	"github.com/eventstore-go/eventstore/internal/gather"
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -265,6 +283,10 @@ type Store struct {
 
 	// commit commits tx; tests replace it to simulate failures.
 	commit func(tx *bbolt.Tx) error
+
+	// signal holds the last position whose commit returned, and wakes
+	// subscriptions when it grows (see Subscribe).
+	signal *follow.Signal
 }
 
 // Open opens the event store in the file at path, creating the file (mode
@@ -337,6 +359,11 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		closeQuietly(db)
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
+	signal, err := newSignal(db)
+	if err != nil {
+		closeQuietly(db)
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
 	return &Store{
 		db:         db,
 		path:       path,
@@ -344,6 +371,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		pageSize:   o.ReadPageSize,
 		commit:     (*bbolt.Tx).Commit,
 		gather:     gather.Gatherer{MaxWait: o.MaxCommitWait},
+		signal:     signal,
 	}, nil
 }
 
@@ -381,17 +409,23 @@ func initFile(db *bbolt.DB) error {
 		}
 		return nil
 	})
-	if err != nil || !empty {
+	if err != nil {
 		return err
 	}
-	return db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
+	if empty {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
 			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
-	})
+			return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
+		})
+	}
+	if err != nil {
+		return err
+	}
+	return addBuckets(db)
 }
 
 // Path returns the path of the store's file.
@@ -402,6 +436,7 @@ func (s *Store) Path() string { return s.path }
 // eventstore.ErrClosed). Calls after Close fail with eventstore.ErrClosed;
 // closing again returns nil.
 func (s *Store) Close() error {
+	s.signal.Close() // wake subscriptions first: they hold nothing Close waits for
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
