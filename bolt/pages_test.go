@@ -1,0 +1,63 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+// buildFile makes a store of n events over many aggregates and types, with
+// snapshots saved and some deleted (so that the freelist holds pages), and
+// returns its path, closed.
+func buildFile(tb testing.TB, n int) string {
+	tb.Helper()
+	ctx := context.Background()
+	path := filepath.Join(tb.TempDir(), "events.db")
+	s, err := Open(path, &Options{UnsafeNoSync: true})
+	require.NoError(tb, err)
+	for i := 0; i < n; i += 10 {
+		batch := make([]eventstore.Event, 0, 10)
+		for j := i; j < i+10 && j < n; j++ {
+			batch = append(batch, eventstore.Event{
+				AggregateID: fmt.Sprintf("agg-%d", (i/10)%37),
+				Type:        fmt.Sprintf("Type%d", j%5),
+				Payload:     []byte(fmt.Sprintf(`{"n":%d,"pad":"%0*d"}`, j, j%300, 0)),
+				Metadata:    map[string]string{"user": fmt.Sprintf("u%d", j%3)},
+			})
+		}
+		_, err := s.Append(ctx, batch...)
+		require.NoError(tb, err)
+		if i%200 == 0 {
+			agg := fmt.Sprintf("agg-%d", i%37)
+			require.NoError(tb, s.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: agg, Version: 1, State: make([]byte, 3000)}))
+			if i%400 == 0 {
+				require.NoError(tb, s.DeleteSnapshot(ctx, agg))
+			}
+		}
+	}
+	require.NoError(tb, s.Close())
+	return path
+}
+
+// TestWalkFile_Valid walks files bbolt wrote: no complaint.
+func TestWalkFile_Valid(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 3000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			path := buildFile(t, n)
+			f, err := os.Open(path)
+			require.NoError(t, err)
+			defer f.Close()
+			fi, err := f.Stat()
+			require.NoError(t, err)
+			fm, err := walkFile(f, fi.Size())
+			require.NoError(t, err)
+			t.Logf("%d events: %d pages, %d free", n, fm.meta.pgid, len(fm.free))
+		})
+	}
+}
