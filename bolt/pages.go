@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -292,12 +293,14 @@ func readPage(r io.ReaderAt, fm *fileMeta, id uint64) (*page, error) {
 // the range their parent gives them), and that every page below the high
 // water mark is reached, free, or a meta, exactly once. The error matches
 // ErrCorrupt (or ErrUnknownFormat) and names the first problem.
-func walkFile(r io.ReaderAt, size int64) (*fileMeta, error) {
+//
+// It stops with ctx's error when ctx is done.
+func walkFile(ctx context.Context, r io.ReaderAt, size int64) (*fileMeta, error) {
 	fm, err := vetFile(r, size)
 	if err != nil {
 		return nil, err
 	}
-	w := &walker{r: r, fm: fm, owner: make([]byte, fm.meta.pgid)}
+	w := &walker{ctx: ctx, r: r, fm: fm, owner: make([]byte, fm.meta.pgid)}
 	w.owner[0], w.owner[1] = 'm', 'm'
 	if err := w.claim(fm.freePage, uint64(fm.freeOver), 'l'); err != nil {
 		return nil, err
@@ -319,6 +322,8 @@ func walkFile(r io.ReaderAt, size int64) (*fileMeta, error) {
 }
 
 type walker struct {
+	ctx   context.Context
+	read  int // pages read, to check ctx now and then
 	r     io.ReaderAt
 	fm    *fileMeta
 	owner []byte // per page below the high water mark: who uses it, 0 for none yet
@@ -349,6 +354,11 @@ func (w *walker) tree(id uint64, lo, hi []byte, depth, nested int) error {
 	}
 	if id < 2 {
 		return fmt.Errorf("%w: tree page %d is a meta page", eventstore.ErrCorrupt, id)
+	}
+	if w.read++; w.read%1024 == 0 {
+		if err := w.ctx.Err(); err != nil {
+			return err
+		}
 	}
 	p, err := readPage(w.r, w.fm, id)
 	if err != nil {
@@ -486,4 +496,19 @@ func (w *walker) bucket(where string, value []byte, nested int) error {
 		return fmt.Errorf("%w: inline bucket %s: %d overflow pages", eventstore.ErrCorrupt, where, over)
 	}
 	return w.leaf("inline "+where, inline, hostOrder.Uint16(inline[10:]), nil, nil, nested+1)
+}
+
+// validMeta reports whether one of the two meta pages of a file of page
+// size pageSize is valid, which is what bbolt's Begin needs not to panic.
+func validMeta(r io.ReaderAt, pageSize int) error {
+	var errs [2]error
+	for i := range errs {
+		var buf [pageHeaderSize + metaSize]byte
+		if errs[i] = readFull(r, buf[:], int64(i*pageSize)); errs[i] == nil {
+			if _, errs[i] = parseMeta(buf[:]); errs[i] == nil {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: both meta pages are invalid: %w; %w", eventstore.ErrCorrupt, errs[0], errs[1])
 }

@@ -55,7 +55,7 @@ func TestWalkFile_Valid(t *testing.T) {
 			defer f.Close()
 			fi, err := f.Stat()
 			require.NoError(t, err)
-			fm, err := walkFile(f, fi.Size())
+			fm, err := walkFile(context.Background(), f, fi.Size())
 			require.NoError(t, err)
 			t.Logf("%d events: %d pages, %d free", n, fm.meta.pgid, len(fm.free))
 		})
