@@ -97,17 +97,47 @@
 // Check verifies a whole file: bbolt's page structure, every record's
 // checksum, and that every index agrees with the events.
 //
+// # Damaged files
+//
+// bbolt trusts its pages: on a damaged file it can panic, or read outside
+// its memory map. This package guarantees, for a file damaged on disk
+// (bit flips, zeroed or misplaced pages, truncation):
+//
+//   - Open fails with eventstore.ErrCorrupt (or ErrUnknownFormat for a file
+//     that is not bbolt's, of any size but 0) rather than panic: before
+//     bbolt reads the file, Open checks, under the file's lock, the meta
+//     pages and the freelist, which bbolt reads when it opens a file. If
+//     bbolt panics anyway, Open releases the file and its lock, so that a
+//     later Open is not refused with ErrLocked; bbolt's memory map of the
+//     file, if it made one, stays until the process exits.
+//   - Check reports ErrCorrupt, never crashes: it checks every page
+//     itself, reading the file rather than the map, before bbolt's own
+//     check walks the map.
+//   - Reads, Version and Append turn a panic or a fault inside bbolt into
+//     ErrCorrupt. Pages carry no checksum, only records do: a damaged page
+//     can make bbolt miss keys, so a read of a damaged file may return
+//     fewer events without an error. Check finds such damage.
+//   - If bbolt panics where it keeps its locks (both meta pages damaged
+//     while the store is open), the store fails every later call at once
+//     with an error matching eventstore.ErrNeedsReopen and ErrCorrupt, and
+//     Close returns without waiting for calls bbolt blocked; it releases
+//     the file's lock, and leaks bbolt's memory map and those calls'
+//     goroutines. Open the file again (and restore it from a backup).
+//
+// The corruption campaign in campaign_test.go checks this on hundreds of
+// damaged copies of a store, each in a child process.
+//
 // # Caveats
 //
 //   - One process per file. Open locks the file; a second Open, in this
 //     process or another, fails with an error matching eventstore.ErrLocked
-//     after Options.Timeout.
+//     after Options.Timeout, saying that another process (or another Store
+//     in this process) has the file open.
 //   - Local filesystems only: bbolt relies on mmap, flock and fsync, which
 //     network filesystems do not all honour.
 //   - The file never shrinks: events are never deleted, and the space a
 //     deleted snapshot frees is reused but not returned to the system.
-//   - A panic from bbolt on a damaged file is recovered and returned as an
-//     error matching eventstore.ErrCorrupt.
+//   - Damaged files: see above.
 package bolt
 
 import (
@@ -164,8 +194,9 @@ const (
 
 // Options configure Open. A nil *Options means every default.
 type Options struct {
-	// Timeout is how long Open waits for the lock on the file before it
-	// fails with an error matching eventstore.ErrLocked. Zero or less means
+	// Timeout is how long Open waits for the lock on the file, held by
+	// another process or another Store in this process, before it fails
+	// with an error matching eventstore.ErrLocked. Zero or less means
 	// DefaultTimeout (5s); Open never waits forever.
 	Timeout time.Duration
 

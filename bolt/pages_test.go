@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,4 +62,28 @@ func TestWalkFile_Valid(t *testing.T) {
 			t.Logf("%d events: %d pages, %d free", n, fm.meta.pgid, len(fm.free))
 		})
 	}
+}
+
+// FuzzWalkFile feeds damaged files to the page walker: it must return (an
+// error or not), never panic, whatever the bytes. The seeds are real files.
+func FuzzWalkFile(f *testing.F) {
+	for _, n := range []int{0, 30} {
+		raw, err := os.ReadFile(buildFile(f, n))
+		require.NoError(f, err)
+		f.Add(raw)
+	}
+	f.Add([]byte(`{"a":1}`))
+	f.Add(make([]byte, 8192))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 1<<20 {
+			return
+		}
+		r := bytes.NewReader(raw)
+		if _, err := walkFile(context.Background(), r, int64(len(raw))); err != nil {
+			if !errors.Is(err, eventstore.ErrCorrupt) && !errors.Is(err, eventstore.ErrUnknownFormat) {
+				t.Fatalf("error matching neither ErrCorrupt nor ErrUnknownFormat: %v", err)
+			}
+		}
+		_ = validMeta(r, 4096)
+	})
 }
