@@ -413,7 +413,7 @@ func runCampaignChild(path string) ([]opResult, string) {
 	if err != nil {
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
-			return nil, fmt.Sprintf("CRASH: %v\n%s%s", err, tail(stdout.String(), 2000), tail(stderr.String(), 4000))
+			return nil, fmt.Sprintf("CRASH: %v\n%s%s", err, tail(stdout.String(), 2000), head(stderr.String(), 3000))
 		}
 		return nil, fmt.Sprintf("could not run the child: %v", err)
 	}
@@ -457,9 +457,57 @@ func keep(t *testing.T, path string) string {
 	return kept
 }
 
+func head(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "..." + s[len(s)-n:]
 	}
 	return s
+}
+
+// TestCheck_DamagedElementsInChild points an element of a leaf page far
+// outside its page, which made bbolt's tx.Check (in a goroutine of its
+// own) fault and kill the process: Check must report ErrCorrupt instead.
+// It runs in a child process, since the failure it guards against is a
+// crash.
+func TestCheck_DamagedElementsInChild(t *testing.T) {
+	if os.Getenv(campaignFileEnv) != "" {
+		t.Skip("in the campaign child")
+	}
+	path := filepath.Join(t.TempDir(), "events.db")
+	buildCampaignStore(t, path)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := readLayout(raw)
+	// The high byte of the pos of the last element of a leaf in the middle.
+	p := l.kinds[0x02][len(l.kinds[0x02])/2]
+	raw[p*l.pageSize+16+(l.count[p]-1)*16+4+3] ^= 0x20
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	results, failure := runCampaignChild(path)
+	if failure != "" {
+		t.Fatal(failure)
+	}
+	checked := false
+	for _, r := range results {
+		t.Logf("%s: %s", r.Op, r.Err)
+		if r.Op == "Check" {
+			checked = true
+			if !strings.Contains(r.Err, eventstore.ErrCorrupt.Error()) {
+				t.Errorf("Check: got %q, want ErrCorrupt", r.Err)
+			}
+		}
+	}
+	if !checked {
+		t.Fatal("the child did not get as far as Check")
+	}
 }
