@@ -46,6 +46,9 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		return nil, err
 	}
 	defer s.exit()
+	if s.readOnly {
+		return nil, s.errReadOnly()
+	}
 	prepared, err := storekit.Prepare(events, s.maxPayload)
 	if err != nil || len(prepared) == 0 {
 		return nil, err

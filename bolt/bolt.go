@@ -271,6 +271,19 @@ type Options struct {
 	// than zero turns the wait off, so that a commit takes only the appends
 	// already queued.
 	MaxCommitWait time.Duration
+
+	// ReadOnly opens the file for reading only, under a shared lock: any
+	// number of read-only Stores, in this process or others, may hold the
+	// file together, and a writable Store excludes them (each waits for
+	// the other as for any lock, see Timeout). Every write (Append,
+	// SaveSnapshot, DeleteSnapshot, SaveCheckpoint) then fails with an
+	// error matching ErrReadOnly; reads, Head, Check and Backup work. The
+	// file must already be a store: a missing file fails with an error
+	// matching fs.ErrNotExist, an empty one with
+	// eventstore.ErrUnknownFormat. Subscribe on a read-only Store yields
+	// the events stored and then waits, since no other process can append
+	// while it holds the file. Default false.
+	ReadOnly bool
 }
 
 // Store is an event store in one bbolt file. It is safe for concurrent use.
@@ -279,6 +292,9 @@ type Store struct {
 	path       string
 	maxPayload int
 	pageSize   int
+
+	// readOnly is Options.ReadOnly: writes fail with ErrReadOnly.
+	readOnly bool
 
 	// file is the file bbolt opened, captured so that its lock can be
 	// released when bbolt itself cannot be closed; boltPageSize is the
@@ -384,9 +400,15 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := lockFile(f, o.Timeout); err != nil {
+		if err := lockFile(f, o.Timeout, !o.ReadOnly); err != nil {
 			_ = f.Close()
 			return nil, err
+		}
+		if o.ReadOnly {
+			if err := vetReadOnly(f); err != nil { // readonly.go
+				releaseFile(f)
+				return nil, err
+			}
 		}
 		if err := prepareFile(f, name); err != nil { // durable.go
 			releaseFile(f)
@@ -418,6 +440,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
+		ReadOnly:     o.ReadOnly,
 		OpenFile:     openFile,
 	})
 	switch {
@@ -431,7 +454,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 	case err != nil:
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	if err := initFile(db); err != nil {
+	if err := initFile(db, o.ReadOnly); err != nil {
 		closeQuietly(db)
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
@@ -447,6 +470,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		boltPageSize: db.Info().PageSize,
 		idle:         make(chan struct{}),
 		brokenCh:     make(chan struct{}),
+		readOnly:     o.ReadOnly,
 		maxPayload:   o.MaxPayloadSize,
 		pageSize:     o.ReadPageSize,
 		commit:       (*bbolt.Tx).Commit,
@@ -488,8 +512,8 @@ func closeQuietly(db *bbolt.DB) {
 }
 
 // initFile checks the format of a file, and creates the buckets of an empty
-// one.
-func initFile(db *bbolt.DB) error {
+// one (unless readOnly).
+func initFile(db *bbolt.DB, readOnly bool) error {
 	empty := true
 	err := db.View(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -518,6 +542,12 @@ func initFile(db *bbolt.DB) error {
 	})
 	if err != nil {
 		return err
+	}
+	if readOnly {
+		if empty {
+			return fmt.Errorf("%w: a bbolt file without buckets, opened read-only", eventstore.ErrUnknownFormat)
+		}
+		return nil // a missing checkpoints bucket stays missing
 	}
 	if empty {
 		err = db.Update(func(tx *bbolt.Tx) error {
@@ -698,6 +728,9 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 		return err
 	}
 	defer s.exit()
+	if s.readOnly {
+		return s.errReadOnly()
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock() // after the commit or rollback below
 	if s.poisoned.Load() {

@@ -9,13 +9,18 @@ import (
 	"time"
 )
 
-// lockFile takes the exclusive flock that bbolt takes on f, waiting at most
-// timeout, so that Open can vet the file before bbolt reads it. bbolt's own
-// flock on the same open file then succeeds at once.
-func lockFile(f *os.File, timeout time.Duration) error {
+// lockFile takes the flock that bbolt takes on f (exclusive, or shared for
+// a read-only store), waiting at most timeout, so that Open can vet the
+// file before bbolt reads it. bbolt's own flock on the same open file then
+// succeeds at once.
+func lockFile(f *os.File, timeout time.Duration, exclusive bool) error {
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
 	deadline := time.Now().Add(timeout)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			return nil
 		}
