@@ -223,9 +223,9 @@ func TestVerify_BoltDamagedPages(t *testing.T) {
 	require.NoError(t, err)
 	pageSize := os.Getpagesize()
 	for name, damage := range map[string]func(b []byte){
-		"metas":  func(b []byte) { clear(b[16:64]); clear(b[pageSize+16 : pageSize+64]) },
-		"leaf":   func(b []byte) { p := bytes.Index(b, []byte("MARKER-")) / pageSize * pageSize; clear(b[p : p+pageSize]) },
-		"cut":    func(b []byte) {},
+		"metas": func(b []byte) { clear(b[16:64]); clear(b[pageSize+16 : pageSize+64]) },
+		"leaf":  func(b []byte) { p := bytes.Index(b, []byte("MARKER-")) / pageSize * pageSize; clear(b[p : p+pageSize]) },
+		"cut":   func(b []byte) {},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b := bytes.Clone(raw)
