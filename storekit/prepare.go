@@ -13,7 +13,9 @@ package storekit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -46,9 +48,25 @@ var (
 //     holds a NUL byte, or more than eventstore.MaxMetadataSize bytes of keys and
 //     values;
 //   - a Timestamp outside the years 1 to 9999;
+//   - Tags with an empty tag, one longer than eventstore.MaxTagLength, not
+//     UTF-8 or holding a NUL byte, the same tag twice, or more than
+//     eventstore.MaxTags of them;
 //   - events of more than one aggregate, the same ID twice, versions that
 //     mix zero and non-zero, or non-zero versions that are not consecutive.
+//
+// Tags are copied in their order, nil when empty.
 func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, error) {
+	return prepare(events, maxPayload, false)
+}
+
+// PrepareAppendIf is Prepare for Store.AppendIf: the events may belong to
+// several aggregates, and the version rules hold among the events of each
+// aggregate (in call order).
+func PrepareAppendIf(events []eventstore.Event, maxPayload int) ([]eventstore.Event, error) {
+	return prepare(events, maxPayload, true)
+}
+
+func prepare(events []eventstore.Event, maxPayload int, multi bool) ([]eventstore.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -64,7 +82,7 @@ func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, err
 		if err := checkName(e.Type); err != "" {
 			return nil, invalid(i, "Type", err)
 		}
-		if i > 0 && e.AggregateID != events[0].AggregateID {
+		if !multi && i > 0 && e.AggregateID != events[0].AggregateID {
 			return nil, invalid(i, "AggregateID", "events of one Append must belong to one aggregate")
 		}
 		if e.ID == "" {
@@ -109,17 +127,27 @@ func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, err
 				return nil, invalid(i, "Timestamp", "outside the years 1 to 9999")
 			}
 		}
-		if i > 0 {
-			first := events[0].Version
-			switch {
-			case (first == 0) != (e.Version == 0):
-				return nil, invalid(i, "Version", "versions mix zero and non-zero")
-			case first != 0 && e.Version != first+uint64(i):
-				return nil, invalid(i, "Version", "versions are not consecutive")
-			}
+		if reason := checkTags(e.Tags); reason != "" {
+			return nil, invalid(i, "Tags", reason)
+		}
+		if len(e.Tags) == 0 {
+			e.Tags = nil
+		} else {
+			e.Tags = slices.Clone(e.Tags)
 		}
 		e.Position = 0
 		out[i] = e
+	}
+	for _, group := range Groups(out) {
+		first := out[group[0]].Version
+		for k, i := range group[1:] {
+			switch v := out[i].Version; {
+			case (first == 0) != (v == 0):
+				return nil, invalid(i, "Version", "versions mix zero and non-zero")
+			case first != 0 && v != first+uint64(k+1):
+				return nil, invalid(i, "Version", "versions are not consecutive")
+			}
+		}
 	}
 	if len(out) > 1 {
 		seen := make(map[string]struct{}, len(out))
@@ -153,6 +181,58 @@ func AssignVersions(events []eventstore.Event, current uint64) error {
 	return nil
 }
 
+// Groups returns the indexes of events by aggregate: one slice of indexes
+// per aggregate, in call order, the aggregates in the order they first
+// appear.
+func Groups(events []eventstore.Event) [][]int {
+	if len(events) == 0 {
+		return nil
+	}
+	single := true
+	for _, e := range events[1:] {
+		if e.AggregateID != events[0].AggregateID {
+			single = false
+			break
+		}
+	}
+	if single {
+		idx := make([]int, len(events))
+		for i := range idx {
+			idx[i] = i
+		}
+		return [][]int{idx}
+	}
+	var groups [][]int
+	at := make(map[string]int)
+	for i, e := range events {
+		g, ok := at[e.AggregateID]
+		if !ok {
+			g = len(groups)
+			at[e.AggregateID] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// AssignGroupVersions is AssignVersions for the events of one aggregate
+// among events of several: events[idx[0]], events[idx[1]], ... (a slice
+// of Groups).
+func AssignGroupVersions(events []eventstore.Event, idx []int, current uint64) error {
+	e0 := events[idx[0]]
+	if first := e0.Version; first != 0 {
+		if first != current+1 {
+			return &eventstore.ConflictError{AggregateID: e0.AggregateID, Expected: first - 1, Actual: current}
+		}
+		return nil
+	}
+	for k, i := range idx {
+		events[i].Version = current + 1 + uint64(k)
+	}
+	return nil
+}
+
 // CheckRetry decides what an Append means when some of its event IDs are
 // already stored. requested are the events as the caller passed them to
 // Append, after Prepare accepted them; stored[i] is the stored event whose ID
@@ -164,10 +244,27 @@ func AssignVersions(events []eventstore.Event, current uint64) error {
 // type, payload bytes and metadata, and with the same version and timestamp
 // wherever the request set them. The store then returns stored and writes
 // nothing. Otherwise it returns a *DuplicateEventError.
+//
+// For AppendIf, whose events may belong to several aggregates, the
+// versions must be consecutive among the events of each aggregate.
 func CheckRetry(requested, stored []eventstore.Event, found []bool) error {
+	type run struct {
+		first uint64 // the stored version of the aggregate's first event
+		n     uint64 // its events so far
+	}
+	runs := make(map[string]*run, 1)
 	for i, r := range requested {
-		if !found[i] || !sameEvent(r, stored[i]) ||
-			stored[i].Version != stored[0].Version+uint64(i) {
+		ok := found[i] && sameEvent(r, stored[i])
+		if ok {
+			g := runs[stored[i].AggregateID]
+			if g == nil {
+				g = &run{first: stored[i].Version}
+				runs[stored[i].AggregateID] = g
+			}
+			ok = stored[i].Version == g.first+g.n
+			g.n++
+		}
+		if !ok {
 			// Name an ID that is stored: that is the one the caller must look at.
 			for j := range requested {
 				if found[j] {
@@ -186,6 +283,7 @@ func sameEvent(requested, stored eventstore.Event) bool {
 		requested.Type == stored.Type &&
 		bytes.Equal(requested.Payload, stored.Payload) &&
 		maps.Equal(requested.Metadata, stored.Metadata) &&
+		slices.Equal(requested.Tags, stored.Tags) &&
 		(requested.Version == 0 || requested.Version == stored.Version) &&
 		(requested.Timestamp.IsZero() || eventstore.NormalizeTime(requested.Timestamp).Equal(stored.Timestamp))
 }
@@ -206,6 +304,32 @@ func checkName(s string) string {
 	}
 	return ""
 }
+
+// checkTags returns why tags are not valid Event.Tags, or "".
+func checkTags(tags []string) string {
+	if len(tags) > eventstore.MaxTags {
+		return "more than 32 tags"
+	}
+	for i, t := range tags {
+		if !ValidTag(t) {
+			return fmt.Sprintf("tag %d is empty, longer than 256 bytes, not UTF-8 or holds a NUL byte", i)
+		}
+		if slices.Contains(tags[:i], t) {
+			return fmt.Sprintf("tag %q twice", t)
+		}
+	}
+	return ""
+}
+
+// ValidTag reports whether an event can carry tag t: 1 to
+// eventstore.MaxTagLength bytes of UTF-8 with no NUL byte.
+func ValidTag(t string) bool {
+	return t != "" && len(t) <= eventstore.MaxTagLength && validString(t)
+}
+
+// ValidName reports whether an event can have s as its AggregateID or
+// Type.
+func ValidName(s string) bool { return checkName(s) == "" }
 
 func validString(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
