@@ -218,7 +218,9 @@ var (
 	bucketIDs        = []byte("ids")
 	bucketSnapshots  = []byte("snapshots")
 	bucketMeta       = []byte("meta")
+	bucketTags       = []byte("tags") // format 2
 
+	// The buckets of format 1; format 2 adds bucketTags.
 	allBuckets = [][]byte{bucketEvents, bucketPositions, bucketTypes, bucketTimestamps, bucketIDs, bucketSnapshots, bucketMeta}
 )
 
@@ -227,6 +229,7 @@ var (
 	keyFormat    = []byte("format")
 	formatPrefix = []byte("eventstore/bolt ")
 	formatV1     = []byte("eventstore/bolt 1")
+	formatV2     = []byte("eventstore/bolt 2") // the format this package writes: v1 with tags
 )
 
 // Defaults of Options.
@@ -503,9 +506,9 @@ func initFile(db *bbolt.DB) error {
 		empty = false
 		format := meta.Get(keyFormat)
 		switch {
-		case bytes.Equal(format, formatV1):
+		case bytes.Equal(format, formatV1), bytes.Equal(format, formatV2):
 		case bytes.HasPrefix(format, formatPrefix):
-			return fmt.Errorf("%w: format %q, this package reads %q", eventstore.ErrUnknownFormat, format, formatV1)
+			return fmt.Errorf("%w: format %q, this package reads %q and %q", eventstore.ErrUnknownFormat, format, formatV1, formatV2)
 		default:
 			return fmt.Errorf("%w: meta bucket without a known format (format %q)", eventstore.ErrUnknownFormat, format)
 		}
@@ -526,10 +529,16 @@ func initFile(db *bbolt.DB) error {
 					return err
 				}
 			}
-			return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
+			if _, err := tx.CreateBucket(bucketTags); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keyFormat, formatV2)
 		})
 	}
 	if err != nil {
+		return err
+	}
+	if err := upgradeV2(db); err != nil {
 		return err
 	}
 	return addBuckets(db)
