@@ -113,7 +113,7 @@ func TestRead_DecodesOnlyMatches(t *testing.T) {
 	_, err = eventstore.Collect(s.ReadAll(ctx, 0))
 	require.ErrorIs(t, err, eventstore.ErrCorrupt)
 	for _, f := range []eventstore.Filter{
-		{Types: []string{"T"}, Tags: []string{"x"}},             // 3 has tag x, 2 type T: neither both
+		{Types: []string{"T"}, Tags: []string{"x"}},            // 3 has tag x, 2 type T: neither both
 		{Items: []eventstore.Item{{Tags: []string{"x", "y"}}}}, // only 4
 	} {
 		got, err := eventstore.Collect(s.Read(ctx, f, 0))
