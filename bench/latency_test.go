@@ -70,4 +70,8 @@ func TestPercentile(t *testing.T) {
 	if got := percentile(d[:1], 99.9); got != 1 {
 		t.Errorf("p99.9 of one value = %v", got)
 	}
+	// Nearest rank rounds up: p91 of ten values is the tenth.
+	if got := percentile(d[:10], 91); got != 10 {
+		t.Errorf("p91 of 1..10 = %v, want 10", got)
+	}
 }
