@@ -3,11 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"iter"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +21,7 @@ import (
 // adds PostgreSQL.
 var backends = []backend{
 	{name: "memory", open: openMemory, append: true, replay: true, onHeap: true},
-	{name: "bolt", open: openBolt(false), file: boltFile, load: loadBoltParallel, append: true, replay: true},
+	{name: "bolt", open: openBolt(false), file: boltFile, append: true, replay: true},
 	{name: "bolt-nosync", open: openBolt(true), append: true},
 	postgresBackend,
 	{name: "sqlite", open: openSQLiteBackend, file: sqliteFile, load: loadSQLite, append: true, replay: true},
@@ -79,39 +77,6 @@ var boltFile = &fileBackend{
 	path: func(h *handle) string { return h.target.(*bolt.Store).Path() },
 	open: func(path string) (target, error) { return bolt.Open(path, nil) },
 	size: boltSize,
-}
-
-// loadBoltParallel loads a fixture into bolt from loaders goroutines, each
-// appending the calls of its own aggregates in order, so that their appends
-// share commits (bolt's group commit): a million events one call at a time
-// would take minutes. Positions follow the commits, so they differ from
-// run to run; each aggregate's events and versions do not.
-func loadBoltParallel(_ testing.TB, h *handle, calls iter.Seq[[]eventstore.Event]) error {
-	const loaders = 16
-	var wg sync.WaitGroup
-	var once sync.Once
-	var firstErr error
-	chans := make([]chan []eventstore.Event, loaders)
-	for i := range chans {
-		chans[i] = make(chan []eventstore.Event, 64)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for events := range chans[i] {
-				if _, err := h.Append(background, events...); err != nil {
-					once.Do(func() { firstErr = err })
-				}
-			}
-		}()
-	}
-	for events := range calls {
-		chans[crc32.ChecksumIEEE([]byte(events[0].AggregateID))%loaders] <- events
-	}
-	for _, c := range chans {
-		close(c)
-	}
-	wg.Wait()
-	return firstErr
 }
 
 func openRawBolt(tb testing.TB, concurrent, forFixture bool) *handle {
