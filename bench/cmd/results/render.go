@@ -397,7 +397,7 @@ func render(e env, res *results, raw []byte, charts []string) string {
 	sb.WriteString("bbolt used directly, writing the same buckets, keys, index entries and msgpack records as `bolt`, one `Update` per append ")
 	sb.WriteString("(`DB.Batch`, with bbolt's default 10 ms batch delay, in the parallel cases); `rawbolt-nosync` is the same without fsync, ")
 	sb.WriteString("`bolt-nosync`'s counterpart, so that their ratio shows the layer's CPU cost without the disk's noise. `rawbolt-grouped` has only the parallel rows: one goroutine commits the same appends as the parallel writers, g per `Update`, which is what a perfect group commit with no waiting and no checks would do; its ratio to `rawbolt`'s single append is the most grouping can gain on the machine. `rawbolt` reads in one `View` and decodes each record into an `eventstore.Event` plainly ")
-	sb.WriteString("(ID, payload, metadata map and value: 6 allocations per event), where `bolt` shares allocations across a page. ")
+	sb.WriteString("(ID, payload, and a metadata map of its own per event, with its keys and values), where `bolt` shares allocations across a page and one map across the events of a call. ")
 	sb.WriteString("A machine shared with other work makes the figures noisy: compare ratios from one run, not figures across runs.\n\n")
 	sb.WriteString("`sqlite` is the store a desktop developer would write instead: SQLite (modernc.org/sqlite, pure Go) in WAL mode with `synchronous=FULL`, ")
 	sb.WriteString("one table keyed by position with a unique (aggregate, version) key, a unique event ID, indexes on (type, position) and (time, position), ")
