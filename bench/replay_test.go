@@ -193,7 +193,7 @@ func fixtureFor(b testing.TB, be backend, sh shape) *fixture {
 	if sh.legacy {
 		kind = "legacy"
 	}
-	b.Logf("%s fixture (%s): %d events %s in %v", be.name, kind, f.Total, how, time.Since(t0).Round(time.Millisecond))
+	b.Logf("%s fixture: %d %s events %s in %v", be.name, f.Total, kind, how, time.Since(t0).Round(time.Millisecond))
 	fixtures[name] = f
 	if !be.onHeap {
 		atExit(f.release)
