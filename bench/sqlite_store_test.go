@@ -9,7 +9,23 @@ import (
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/memory"
+	"github.com/eventstore-go/eventstore/storetest"
 )
+
+// The SQLite baseline is a real event store: it passes the conformance
+// suite every backend of the library passes.
+var _ eventstore.Store = (*sqliteStore)(nil)
+
+func TestSQLiteConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) eventstore.Store {
+		s, err := openSQLite(filepath.Join(t.TempDir(), "events.sqlite"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
 
 // TestSQLiteStore checks the SQLite baseline against the memory store:
 // the same realistic calls appended to both read back the same events

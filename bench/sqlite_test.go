@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,11 +31,13 @@ import (
 // backend does, take the write lock (BEGIN IMMEDIATE) and check the
 // version and, for the IDs the caller set, a retry, inside the
 // transaction. Reads stream the rows of one query. Metadata is stored as
-// JSON text, as most SQLite event stores keep it.
+// JSON text, as most SQLite event stores keep it. It passes the library's
+// conformance suite (TestSQLiteConformance).
 type sqliteStore struct {
-	path string
-	db   *sql.DB // readers, and the writer under mu
-	mu   sync.Mutex
+	path   string
+	db     *sql.DB // readers, and the writer under mu
+	mu     sync.Mutex
+	closed atomic.Bool
 
 	version, byID, insert                  *sql.Stmt
 	readAgg, readAll, readType, readTime   *sql.Stmt
@@ -116,24 +119,25 @@ func openSQLite(path string, noSync bool) (*sqliteStore, error) {
 func (s *sqliteStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
+	if s.closed.Swap(true) {
 		return nil
 	}
-	err := s.db.Close()
-	s.db = nil
-	return err
+	return s.db.Close()
 }
 
 // Append implements eventstore.Store's Append: all events in one
 // transaction, the version checked and retries recognized inside it.
 func (s *sqliteStore) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
+	if s.closed.Load() {
+		return nil, errSQLiteClosed
+	}
 	prepared, err := storekit.Prepare(events, 0)
 	if err != nil || len(prepared) == 0 {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.db == nil {
+	if s.closed.Load() {
 		return nil, errSQLiteClosed
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -176,7 +180,7 @@ func (s *sqliteStore) appendTx(ctx context.Context, tx *sql.Tx, events, prepared
 		stored[i], found[i] = ev, true
 	}
 	if stored != nil {
-		if err := storekit.CheckRetry(prepared, stored, found); err != nil {
+		if err := storekit.CheckRetry(events, stored, found); err != nil {
 			return nil, err
 		}
 		return stored, nil
@@ -286,6 +290,10 @@ func scanEvent(r rowScanner) (eventstore.Event, error) {
 // query yields the events of one prepared query's rows.
 func (s *sqliteStore) query(ctx context.Context, stmt *sql.Stmt, args ...any) iter.Seq2[eventstore.Event, error] {
 	return func(yield func(eventstore.Event, error) bool) {
+		if s.closed.Load() {
+			yield(eventstore.Event{}, errSQLiteClosed)
+			return
+		}
 		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
 			yield(eventstore.Event{}, fmt.Errorf("sqlite: read: %w", err))
@@ -293,6 +301,10 @@ func (s *sqliteStore) query(ctx context.Context, stmt *sql.Stmt, args ...any) it
 		}
 		defer rows.Close()
 		for rows.Next() {
+			if err := ctx.Err(); err != nil {
+				yield(eventstore.Event{}, err)
+				return
+			}
 			e, err := scanEvent(rows)
 			if err != nil {
 				yield(eventstore.Event{}, err)
@@ -351,4 +363,16 @@ func sqliteSize(path string) func() (int64, error) {
 		}
 		return n, nil
 	}
+}
+
+// Version implements eventstore.Store's Version.
+func (s *sqliteStore) Version(ctx context.Context, aggregateID string) (uint64, error) {
+	if s.closed.Load() {
+		return 0, errSQLiteClosed
+	}
+	var v uint64
+	if err := s.version.QueryRowContext(ctx, aggregateID).Scan(&v); err != nil {
+		return 0, fmt.Errorf("sqlite: read version: %w", err)
+	}
+	return v, nil
 }
