@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"iter"
 	"maps"
 	"os"
 	"path/filepath"
@@ -93,10 +94,14 @@ func TestFixtureCache(t *testing.T) {
 	t.Setenv("EVENTSTORE_BENCH_CACHE", dir)
 	sh := shape{smallAggs: 20, smallLen: 10, bigLen: 50}
 	for _, be := range backends {
-		if be.file == nil {
+		if be.file == nil && be.fixtureCache == nil {
 			continue
 		}
 		t.Run(be.name, func(t *testing.T) {
+			if be.fixtureCache != nil {
+				testServerCache(t, be, sh)
+				return
+			}
 			first := fixtureFor(t, be, sh)
 			want, err := eventstore.Collect(first.h.ReadAll(background, 0))
 			if err != nil || len(want) != sh.events() {
@@ -142,5 +147,45 @@ func forget(be backend, sh shape) {
 	fixturesMu.Unlock()
 	if f != nil {
 		f.release()
+	}
+}
+
+// testServerCache checks a server's fixture cache (PostgreSQL's schema per
+// fixture): the second fixtureFor finds the first's data without loading.
+func testServerCache(t *testing.T, be backend, sh shape) {
+	if err := pgReachable(); err != nil {
+		t.Skipf("no PostgreSQL: %v", err)
+	}
+	key := fixtureKey(t, be, sh)
+	t.Cleanup(func() {
+		rows, conn, err := pgExec(background, `DROP SCHEMA IF EXISTS benchfix_`+key+` CASCADE`)
+		if err == nil {
+			rows.Close()
+			conn.Close(background)
+		}
+	})
+	first := fixtureFor(t, be, sh)
+	want, err := eventstore.Collect(first.h.ReadAll(background, 0))
+	if err != nil || len(want) != sh.events() {
+		t.Fatalf("read %d events, %v", len(want), err)
+	}
+	if first.h.schema != "benchfix_"+key {
+		t.Fatalf("the fixture is in schema %q, want benchfix_%s", first.h.schema, key)
+	}
+	forget(be, sh)
+	var loads int
+	counting := be
+	counting.load = func(tb testing.TB, h *handle, calls iter.Seq[[]eventstore.Event]) error {
+		loads++
+		return be.load(tb, h, calls)
+	}
+	second := fixtureFor(t, counting, sh)
+	defer forget(be, sh)
+	if loads != 0 {
+		t.Error("the cached fixture was loaded again")
+	}
+	got, err := eventstore.Collect(second.h.ReadAll(background, 0))
+	if err != nil || !slices.EqualFunc(got, want, sameEvent) || second.fixtureInfo != first.fixtureInfo {
+		t.Fatalf("the cached fixture read %d events, %v, info %+v; want %d, %+v", len(got), err, second.fixtureInfo, len(want), first.fixtureInfo)
 	}
 }

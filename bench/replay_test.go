@@ -177,7 +177,7 @@ func fixtureFor(b testing.TB, be backend, sh shape) *fixture {
 	f := &fixture{shape: sh}
 	how := "loaded"
 	if h, info, ok := cachedFixture(b, be, sh); ok {
-		f.h, f.fixtureInfo, how = h, info, "copied from the cache"
+		f.h, f.fixtureInfo, how = h, info, "taken from the cache"
 	} else {
 		h := be.open(b, false, true)
 		load := be.load
