@@ -23,11 +23,12 @@ import (
 // sqliteStore is the SQLite baseline: the event store a competent engineer
 // would write on SQLite in an afternoon, what a desktop developer would
 // pick instead of this library. One file in WAL mode with
-// synchronous=FULL (a commit is durable on return), one table whose
-// INTEGER PRIMARY KEY is the position (the global log), a unique key on
-// (aggregate_id, version) that the version check and ReadAggregate use, a
-// unique event ID, indexes on (type, position) and (ts, position), and
-// prepared statements. Appends validate with storekit.Prepare as every
+// synchronous=FULL (a commit is durable on return), one table keyed by
+// (aggregate_id, version) (WITHOUT ROWID, so an aggregate's events lie
+// together, as in bolt, and the version check reads the key), a unique
+// position (the global log, max + 1 in the transaction), a unique event
+// ID, indexes on (type, position) and (ts, position), and prepared
+// statements. Appends validate with storekit.Prepare as every
 // backend does, take the write lock (BEGIN IMMEDIATE) and check the
 // version and, for the IDs the caller set, a retry, inside the
 // transaction. Reads stream the rows of one query. Metadata is stored as
@@ -39,27 +40,28 @@ type sqliteStore struct {
 	mu     sync.Mutex
 	closed atomic.Bool
 
-	version, byID, insert                  *sql.Stmt
+	version, lastPosition, byID, insert    *sql.Stmt
 	readAgg, readAll, readType, readTime   *sql.Stmt
 	readAggTime, readTimeOpen, readAggOpen *sql.Stmt
 }
 
 // sqliteSchemaVersion is the version of the schema below; it keys the
 // fixture cache.
-const sqliteSchemaVersion = 1
+const sqliteSchemaVersion = 2
 
 const sqliteSchema = `
 CREATE TABLE IF NOT EXISTS events (
-	position     INTEGER PRIMARY KEY,  -- the global log: 1, 2, 3, ...
-	id           BLOB    NOT NULL,     -- the UUID's 16 bytes
 	aggregate_id TEXT    NOT NULL,
 	version      INTEGER NOT NULL,
+	position     INTEGER NOT NULL,     -- the global log: 1, 2, 3, ...
+	id           BLOB    NOT NULL,     -- the UUID's 16 bytes
 	type         TEXT    NOT NULL,
 	ts           INTEGER NOT NULL,     -- Unix microseconds
 	payload      BLOB    NOT NULL,
-	metadata     TEXT                  -- JSON object, NULL when none
-);
-CREATE UNIQUE INDEX IF NOT EXISTS events_aggregate_version ON events (aggregate_id, version);
+	metadata     TEXT,                 -- JSON object, NULL when none
+	PRIMARY KEY (aggregate_id, version)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_position ON events (position);
 CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id);
 CREATE INDEX IF NOT EXISTS events_type ON events (type, position);
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts, position);
@@ -97,7 +99,8 @@ func openSQLite(path string, noSync bool) (*sqliteStore, error) {
 	}{
 		{&s.version, `SELECT coalesce(max(version), 0) FROM events WHERE aggregate_id = ?`},
 		{&s.byID, `SELECT ` + sqliteColumns + ` FROM events WHERE id = ?`},
-		{&s.insert, `INSERT INTO events (id, aggregate_id, version, type, ts, payload, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&s.lastPosition, `SELECT coalesce(max(position), 0) FROM events`},
+		{&s.insert, `INSERT INTO events (position, id, aggregate_id, version, type, ts, payload, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.readAgg, `SELECT ` + sqliteColumns + ` FROM events WHERE aggregate_id = ? AND version > ? ORDER BY version`},
 		{&s.readAll, `SELECT ` + sqliteColumns + ` FROM events WHERE position > ? ORDER BY position`},
 		{&s.readType, `SELECT ` + sqliteColumns + ` FROM events WHERE type = ? AND position > ? ORDER BY position`},
@@ -193,6 +196,10 @@ func (s *sqliteStore) appendTx(ctx context.Context, tx *sql.Tx, events, prepared
 	if err := storekit.AssignVersions(prepared, current); err != nil {
 		return nil, err
 	}
+	var last int64
+	if err := tx.StmtContext(ctx, s.lastPosition).QueryRowContext(ctx).Scan(&last); err != nil {
+		return nil, fmt.Errorf("sqlite: read position: %w", err)
+	}
 	insert := tx.StmtContext(ctx, s.insert)
 	for i := range prepared {
 		e := &prepared[i]
@@ -205,15 +212,11 @@ func (s *sqliteStore) appendTx(ctx context.Context, tx *sql.Tx, events, prepared
 			}
 			meta = string(m)
 		}
-		res, err := insert.ExecContext(ctx, id[:], e.AggregateID, int64(e.Version), e.Type, e.Timestamp.UnixMicro(), []byte(e.Payload), meta)
+		e.Position = uint64(last) + 1 + uint64(i)
+		_, err := insert.ExecContext(ctx, int64(e.Position), id[:], e.AggregateID, int64(e.Version), e.Type, e.Timestamp.UnixMicro(), []byte(e.Payload), meta)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
 		}
-		pos, err := res.LastInsertId()
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: insert: %w", err)
-		}
-		e.Position = uint64(pos)
 	}
 	return prepared, nil
 }

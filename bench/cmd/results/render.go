@@ -400,7 +400,7 @@ func render(e env, res *results, raw []byte, charts []string) string {
 	sb.WriteString("(ID, payload, and a metadata map of its own per event, with its keys and values), where `bolt` shares allocations across a page and one map across the events of a call. ")
 	sb.WriteString("A machine shared with other work makes the figures noisy: compare ratios from one run, not figures across runs.\n\n")
 	sb.WriteString("`sqlite` is the store a desktop developer would write instead: SQLite (modernc.org/sqlite, pure Go) in WAL mode with `synchronous=FULL`, ")
-	sb.WriteString("one table keyed by position with a unique (aggregate, version) key, a unique event ID, indexes on (type, position) and (time, position), ")
+	sb.WriteString("one table keyed by (aggregate, version) (`WITHOUT ROWID`), a unique position and event ID, indexes on (type, position) and (time, position), ")
 	sb.WriteString("the version and retry checks inside a `BEGIN IMMEDIATE` transaction, prepared statements, metadata as JSON text (bench/sqlite_test.go).\n\n")
 	sb.WriteString("Events are what an application's commands append: calls of 1 to 3 events, each call with its own correlation, causation and user IDs, ")
 	sb.WriteString("JSON payloads of 100 B to 2 KiB (log-normal, median 250 B). The replay fixture holds 1,000,000 such events on every store ")
