@@ -31,3 +31,11 @@ func TestPayloadLimit(t *testing.T) {
 		return s
 	})
 }
+
+func TestImportConformance(t *testing.T) {
+	storetest.RunImport(t, func(t *testing.T) eventstore.Store {
+		s := memory.New(nil)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
