@@ -153,7 +153,32 @@ type Store interface {
 	// appended with finds it, and one that ends there does not.
 	ReadTime(ctx context.Context, aggregateID string, start, end time.Time) iter.Seq2[Event, error]
 
-	// Close releases the store. Calls after Close fail with ErrClosed;
-	// closing again returns nil.
+	// Subscribe yields, in position order, every event with a position
+	// greater than afterPosition that filter selects (see Filter.Match):
+	// first those already stored, then each new one soon after its commit.
+	// It yields each such event exactly once and skips none, so resuming
+	// with the last position seen continues without a gap or a repeat. It
+	// yields only committed events, and on stores that make appends durable
+	// only once their commit is durable; an Append that fails is never
+	// yielded.
+	//
+	// A subscription holds no transaction or connection while it waits or
+	// while the caller handles an event, and buffers at most one read page:
+	// a caller that stops pulling delays no Append. Breaking out of the
+	// loop releases everything.
+	//
+	// It ends only with an error: ctx's error when ctx ends, an error
+	// matching ErrClosed when the store closes (within a second of either),
+	// or the error of a failed read. Like every read, it yields one error
+	// and stops.
+	Subscribe(ctx context.Context, afterPosition uint64, filter Filter) iter.Seq2[Event, error]
+
+	// Head returns the position of the last committed event, 0 when the
+	// store is empty. Subscribe(ctx, head, filter) then yields only events
+	// committed after the call.
+	Head(ctx context.Context) (uint64, error)
+
+	// Close releases the store and ends every subscription with ErrClosed.
+	// Calls after Close fail with ErrClosed; closing again returns nil.
 	Close() error
 }

@@ -200,7 +200,9 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 		for _, r := range batch {
 			r.out, r.err = nil, err
 		}
+		return -1, nil
 	}
+	s.signal.Publish(w.next - 1) // durable now: subscriptions may see it
 	return -1, nil
 }
 

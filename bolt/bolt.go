@@ -23,7 +23,15 @@
 //	timestamps  µs since 1970 as i64, sign bit flipped, position u64 -> events key
 //	ids         event ID (the UUID's 16 bytes)                       -> events key
 //	snapshots   aggregate ID (its bytes)                             -> snapshot record
+//	checkpoints checkpoint name (its bytes)                          -> position u64
 //	meta        "format"                                             -> "eventstore/bolt 1"
+//
+// These are the store's buckets, a fixed list. Buckets whose names start
+// with "rm:" are reserved for read models, which projections keep in the
+// file beside the checkpoint they advance in the same transaction; the
+// store never reads them. The checkpoints bucket came after the format was
+// named: Open adds it to a file that lacks it, and older versions of this
+// package ignore it, so the format stays "eventstore/bolt 1".
 //
 // (len16 is a 2-byte big-endian length followed by the bytes; u64 and i64
 // are 8 bytes big-endian.) Timestamps thus sort correctly for the years 1 to
@@ -97,10 +105,45 @@
 // but an event kept after the loop keeps its buffer (at most 32 KiB) alive;
 // copy a payload (bytes.Clone) to keep it alone for long.
 //
+// # Subscriptions
+//
+// Subscribe reads like ReadAll and ReadType (see Subscribe for the
+// filters), but only up to the last position whose commit has returned:
+// a subscription never yields an event before its commit's fsync, nor one
+// of a failed commit. After each commit the store wakes its subscriptions,
+// which read on from where they stopped; an idle one is a goroutine
+// blocked on a channel. Head returns that same position.
+//
 // Check verifies a whole file: bbolt's page structure, every record's
 // checksum, and that every index agrees with the events.
 //
 // # Damaged files
+//
+// bbolt trusts its pages: on a damaged file it can panic, or read outside
+// its memory map. This package guarantees, for a file damaged on disk
+// (bit flips, zeroed or misplaced pages, truncation):
+//
+//   - Open fails with eventstore.ErrCorrupt (or ErrUnknownFormat for a file
+//     that is not bbolt's, of any size but 0) rather than panic: before
+//     bbolt reads the file, Open checks, under the file's lock, the meta
+//     pages and the freelist, which bbolt reads when it opens a file. If
+//     bbolt panics anyway, Open releases the file and its lock, so that a
+//     later Open is not refused with ErrLocked; bbolt's memory map of the
+//     file, if it made one, stays until the process exits.
+//   - Check reports ErrCorrupt, never crashes: it checks every page
+//     itself, reading the file rather than the map, before bbolt's own
+//     check walks the map.
+//   - Reads, Version and Append turn a panic or a fault inside bbolt into
+//     ErrCorrupt, and reads check what they walk (below).
+//   - If bbolt panics where it keeps its locks (both meta pages damaged
+//     while the store is open), the store fails every later call at once
+//     with an error matching eventstore.ErrNeedsReopen and ErrCorrupt, and
+//     Close returns without waiting for calls bbolt blocked; it releases
+//     the file's lock, and leaks bbolt's memory map and those calls'
+//     goroutines. Open the file again (and restore it from a backup).
+//
+// The corruption campaign in campaign_test.go checks this on hundreds of
+// damaged copies of a store, each in a child process.
 //
 // bbolt's pages carry no checksum; records do. Besides each record's
 // checksum and that its fields match its key, reads make checks that cost
@@ -134,13 +177,13 @@
 //
 //   - One process per file. Open locks the file; a second Open, in this
 //     process or another, fails with an error matching eventstore.ErrLocked
-//     after Options.Timeout.
+//     after Options.Timeout, saying that another process (or another Store
+//     in this process) has the file open.
 //   - Local filesystems only: bbolt relies on mmap, flock and fsync, which
 //     network filesystems do not all honour.
 //   - The file never shrinks: events are never deleted, and the space a
 //     deleted snapshot frees is reused but not returned to the system.
-//   - A panic from bbolt on a damaged file is recovered and returned as an
-//     error matching eventstore.ErrCorrupt.
+//   - Damaged files: see above.
 package bolt
 
 import (
@@ -148,12 +191,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/follow"
 	"github.com/eventstore-go/eventstore/internal/gather"
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -196,8 +241,9 @@ const (
 
 // Options configure Open. A nil *Options means every default.
 type Options struct {
-	// Timeout is how long Open waits for the lock on the file before it
-	// fails with an error matching eventstore.ErrLocked. Zero or less means
+	// Timeout is how long Open waits for the lock on the file, held by
+	// another process or another Store in this process, before it fails
+	// with an error matching eventstore.ErrLocked. Zero or less means
 	// DefaultTimeout (5s); Open never waits forever.
 	Timeout time.Duration
 
@@ -234,10 +280,25 @@ type Store struct {
 	maxPayload int
 	pageSize   int
 
-	// mu guards closed: every operation holds it for reading while it uses
-	// db, and Close holds it for writing, so Close waits for them.
-	mu     sync.RWMutex
-	closed bool
+	// file is the file bbolt opened, captured so that its lock can be
+	// released when bbolt itself cannot be closed; boltPageSize is the
+	// file's page size.
+	file         *os.File
+	boltPageSize int
+
+	// ops counts the operations in progress (enter to exit), plus
+	// closedBit once Close has begun; the exit that leaves a closed store
+	// idle closes idle, which Close waits for.
+	ops      atomic.Int64
+	idle     chan struct{}
+	idleOnce sync.Once
+
+	// broken holds the error every call returns once bbolt panicked in a
+	// way that may leave its locks held (see markBroken); brokenCh is
+	// closed then, so that Close stops waiting for operations in progress.
+	broken     atomic.Pointer[error]
+	brokenCh   chan struct{}
+	brokenOnce sync.Once
 
 	// poisoned is set when a commit failed: the store refuses writes until
 	// it is reopened.
@@ -265,6 +326,10 @@ type Store struct {
 
 	// commit commits tx; tests replace it to simulate failures.
 	commit func(tx *bbolt.Tx) error
+
+	// signal holds the last position whose commit returned, and wakes
+	// subscriptions when it grows (see Subscribe).
+	signal *follow.Signal
 }
 
 // Open opens the event store in the file at path, creating the file (mode
@@ -272,9 +337,13 @@ type Store struct {
 //
 // It fails with an error matching eventstore.ErrLocked when another Store,
 // in this process or another, holds the file for longer than the timeout;
-// eventstore.ErrUnknownFormat when the file is not an event store, or one in
-// a format this package does not know; eventstore.ErrCorrupt when the file
-// is damaged.
+// eventstore.ErrUnknownFormat when the file is not an event store (a file
+// that is not bbolt's at all, of any size but 0, or a bbolt file of
+// another application or format); eventstore.ErrCorrupt when the file is
+// damaged. Before bbolt reads the file, Open checks, under the file's
+// lock, the pages bbolt trusts when it opens a file (the meta pages and
+// the freelist), so that a damaged file fails with ErrCorrupt rather than
+// a panic inside bbolt. An empty file becomes a new store.
 //
 // On Linux, Open locks the file itself before bbolt reads it. When the file
 // is new (empty), Open fsyncs its directory, so that the file's name
@@ -306,13 +375,41 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		o.ReadPageSize = DefaultReadPageSize
 	}
 
+	// bbolt opens the file through openFile, which locks it and vets it
+	// first, and keeps it: after a panic inside bbolt, releasing the lock
+	// must not depend on bbolt.
+	var file *os.File
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		if err != nil {
+			return nil, err
+		}
+		if err := lockFile(f, o.Timeout); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		if err := prepareFile(f, name); err != nil { // durable.go
+			releaseFile(f)
+			return nil, err
+		}
+		if err := vetOpen(f); err != nil {
+			releaseFile(f)
+			return nil, err
+		}
+		file = f
+		return f, nil
+	}
+
 	var db *bbolt.DB
 	defer func() {
 		if r := recover(); r != nil {
+			// bbolt may hold its own locks and its memory map: do not call
+			// into it again. The map (if bbolt made one) stays until the
+			// process exits; the file and its lock are released.
 			err = fmt.Errorf("bolt: open %s: %w: bbolt panicked: %v", path, eventstore.ErrCorrupt, r)
 			s = nil
-			if db != nil {
-				closeQuietly(db)
+			if file != nil {
+				releaseFile(file)
 			}
 		}
 	}()
@@ -321,11 +418,12 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
-		OpenFile:     openFile(o.Timeout), // durable.go: lock, then sync
+		OpenFile:     openFile,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("bolt: open %s: %w (waited %v): %w", path, eventstore.ErrLocked, o.Timeout, err)
+		// Where lockFile leaves the locking to bbolt.
+		return nil, fmt.Errorf("bolt: open %s: %w", path, errLocked(o.Timeout))
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
 		return nil, fmt.Errorf("bolt: open %s: %w: not a bbolt file: %w", path, eventstore.ErrUnknownFormat, err)
 	case errors.Is(err, berrors.ErrChecksum):
@@ -337,14 +435,51 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		closeQuietly(db)
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{
-		db:         db,
-		path:       path,
-		maxPayload: o.MaxPayloadSize,
-		pageSize:   o.ReadPageSize,
-		commit:     (*bbolt.Tx).Commit,
-		gather:     gather.Gatherer{MaxWait: o.MaxCommitWait},
-	}, nil
+	signal, err := newSignal(db)
+	if err != nil {
+		closeQuietly(db)
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	s = &Store{
+		db:           db,
+		path:         path,
+		file:         file,
+		boltPageSize: db.Info().PageSize,
+		idle:         make(chan struct{}),
+		brokenCh:     make(chan struct{}),
+		maxPayload:   o.MaxPayloadSize,
+		pageSize:     o.ReadPageSize,
+		commit:       (*bbolt.Tx).Commit,
+		gather:       gather.Gatherer{MaxWait: o.MaxCommitWait},
+		signal:       signal,
+	}
+	liveStores.Store(s, struct{}{})
+	return s, nil
+}
+
+// errLocked is Open's error for a file whose lock it waited for in vain.
+func errLocked(waited time.Duration) error {
+	return fmt.Errorf("%w: another process (or another Store in this process) has this file open; close it, or wait for it to exit (waited %v)", eventstore.ErrLocked, waited)
+}
+
+// vetOpen checks a file before bbolt opens it: vetFile, unless it is empty
+// (a new store).
+func vetOpen(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	_, err = vetFile(f, fi.Size())
+	return err
+}
+
+// releaseFile unlocks and closes f, the file bbolt opened, without bbolt.
+func releaseFile(f *os.File) {
+	_ = unlockFile(f)
+	_ = f.Close()
 }
 
 func closeQuietly(db *bbolt.DB) {
@@ -381,17 +516,23 @@ func initFile(db *bbolt.DB) error {
 		}
 		return nil
 	})
-	if err != nil || !empty {
+	if err != nil {
 		return err
 	}
-	return db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
+	if empty {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucket(name); err != nil {
+					return err
+				}
 			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
-	})
+			return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
+		})
+	}
+	if err != nil {
+		return err
+	}
+	return addBuckets(db)
 }
 
 // Path returns the path of the store's file.
@@ -401,15 +542,32 @@ func (s *Store) Path() string { return s.path }
 // in progress finishes its current page; its next page fails with
 // eventstore.ErrClosed). Calls after Close fail with eventstore.ErrClosed;
 // closing again returns nil.
+//
+// After bbolt panicked on a damaged file (see "Damaged files" in the
+// package doc), Close does not wait for operations that bbolt blocked and
+// does not call into bbolt: it releases the file's lock and closes it, and
+// returns an error matching eventstore.ErrCorrupt; bbolt's memory map of
+// the file stays until the process exits.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	s.signal.Close() // wake subscriptions first: they hold nothing Close waits for
+	old := s.ops.Or(closedBit)
+	if old&closedBit != 0 {
 		return nil
 	}
-	s.closed = true
-	if s.stuck.Load() {
-		return fmt.Errorf("bolt: close %s: %w: a write transaction could not be rolled back; the file stays open until the process exits", s.path, eventstore.ErrCorrupt)
+	if old != 0 {
+		select {
+		case <-s.idle:
+		case <-s.brokenCh:
+		}
+	}
+	liveStores.Delete(s)
+	if p := s.broken.Load(); p != nil || s.stuck.Load() {
+		why := "a write transaction could not be rolled back"
+		if p != nil {
+			why = (*p).Error()
+		}
+		releaseFile(s.file)
+		return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed (%s); the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt, why)
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
@@ -417,18 +575,62 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// enter starts an operation: it fails with ErrClosed after Close, and
-// otherwise holds off Close until exit.
+// closedBit is set in Store.ops once Close has begun.
+const closedBit = 1 << 62
+
+// enter starts an operation: it fails with ErrClosed after Close, with the
+// broken error after bbolt broke down, and otherwise holds off Close until
+// exit.
 func (s *Store) enter() error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if s.ops.Add(1)&closedBit != 0 {
+		s.exit()
 		return eventstore.ErrClosed
+	}
+	if p := s.broken.Load(); p != nil {
+		s.exit()
+		return *p
 	}
 	return nil
 }
 
-func (s *Store) exit() { s.mu.RUnlock() }
+func (s *Store) exit() {
+	if s.ops.Add(-1) == closedBit {
+		s.idleOnce.Do(func() { close(s.idle) })
+	}
+}
+
+// markBroken records that bbolt can no longer be used (it panicked where
+// it may hold its locks): every later call fails fast with an error
+// matching eventstore.ErrNeedsReopen and eventstore.ErrCorrupt, and Close
+// neither waits for the calls bbolt blocked nor calls into bbolt.
+func (s *Store) markBroken(why string) {
+	s.brokenOnce.Do(func() {
+		err := fmt.Errorf("bolt: %s: %w (%w: %s)", s.path, eventstore.ErrNeedsReopen, eventstore.ErrCorrupt, why)
+		s.broken.Store(&err)
+		s.poisoned.Store(true) // appends queued for a commit fail fast too
+		close(s.brokenCh)
+	})
+}
+
+// liveStores holds every open Store, for checkLiveStores.
+var liveStores sync.Map // *Store -> struct{}
+
+// checkLiveStores marks broken every open store whose file has no valid
+// meta page left: bbolt panics in every Begin on such a file and keeps the
+// locks it took. recovered calls it after every panic, since a panic inside
+// bbolt's Begin (in Append's commit, which does not go through begin) does
+// not say which store it came from.
+func checkLiveStores() {
+	liveStores.Range(func(k, _ any) bool {
+		s := k.(*Store)
+		if s.broken.Load() == nil {
+			if err := validMeta(s.file, s.boltPageSize); err != nil {
+				s.markBroken(fmt.Sprintf("no valid meta page: %v", err))
+			}
+		}
+		return true
+	})
+}
 
 // recovered turns a panic (bbolt panics on some damaged files) into an
 // error matching ErrCorrupt. Call it deferred, with
@@ -437,6 +639,10 @@ func (s *Store) exit() { s.mu.RUnlock() }
 //
 // after it, so that a read outside the memory map panics rather than
 // crashing the process.
+//
+// After a panic it checks the open stores' meta pages (checkLiveStores), so
+// that a store whose bbolt is left holding its locks fails every later call
+// fast instead of blocking.
 func recovered(err *error) {
 	if r := recover(); r != nil {
 		if e, ok := r.(error); ok {
@@ -444,7 +650,26 @@ func recovered(err *error) {
 		} else {
 			*err = fmt.Errorf("bolt: %w: bbolt panicked: %v", eventstore.ErrCorrupt, r)
 		}
+		checkLiveStores()
 	}
+}
+
+// begin starts a bbolt transaction. A panic inside bbolt's Begin (on a file
+// whose meta pages were damaged while it is open) leaves bbolt's locks held
+// for good: begin then marks the store broken and returns its error. Call
+// it with SetPanicOnFault set, as view and update do.
+func (s *Store) begin(writable bool) (tx *bbolt.Tx, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.markBroken(fmt.Sprintf("bbolt panicked starting a transaction: %v", r))
+			tx, err = nil, *s.broken.Load()
+		}
+	}()
+	tx, err = s.db.Begin(writable)
+	if err != nil {
+		return nil, fmt.Errorf("bolt: begin: %w", err)
+	}
+	return tx, nil
 }
 
 // view runs fn in a read transaction, turning panics into ErrCorrupt.
@@ -455,7 +680,12 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) (err error) {
 	defer s.exit()
 	defer recovered(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return s.db.View(fn)
+	tx, err := s.begin(false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }() // also when fn panics
+	return fn(tx)
 }
 
 // update runs fn in its own write transaction (not shared with appends),
@@ -475,9 +705,9 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 	}
 	defer recovered(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	tx, err := s.db.Begin(true)
+	tx, err := s.begin(true)
 	if err != nil {
-		return fmt.Errorf("bolt: begin: %w", err)
+		return err
 	}
 	committed := false
 	defer func() {

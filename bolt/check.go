@@ -10,21 +10,69 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// Check verifies the whole file in one read transaction: bbolt's own
-// consistency check of its pages, every record's checksum, versions 1, 2,
-// 3, ... in every aggregate, positions 1 to N without gaps, and that every
-// index bucket holds exactly one entry per event, pointing to it. It returns
-// an error matching eventstore.ErrCorrupt describing the first problem, or
-// nil.
+// Check verifies the whole file: its page structure, every record's
+// checksum, versions 1, 2, 3, ... in every aggregate, positions 1 to N
+// without gaps, and that every index bucket holds exactly one entry per
+// event, pointing to it. It returns an error matching eventstore.ErrCorrupt
+// describing the first problem, or nil.
 //
-// Check reads every event in one read transaction; it is for tests and for
-// inspecting a file after a crash, not for every Open. While it runs, the
-// file keeps the pages it started with, and an Append that must grow the
-// file's memory map waits for it to finish.
+// The page structure is checked first by reading the file itself, never
+// bbolt's memory map, with every offset checked before use: both meta
+// pages, the freelist, and every bucket's B+tree (each page reached once,
+// of the right type, inside the file and below the high water mark; every
+// element, key and value inside its page; keys in order), and that every
+// page is reached, free or a meta exactly once. Only a file that passes
+// goes to bbolt's own consistency check (tx.Check, which walks the map in
+// a goroutine where a damaged page would crash the process) and then to
+// the record and index checks. A damaged file thus gives ErrCorrupt, never
+// a crash.
+//
+// Check holds off appends while it reads the page structure (one read of
+// the file), then reads every event in one read transaction; it is for
+// tests and for inspecting a file after a crash, not for every Open. While
+// that transaction runs, the file keeps the pages it started with, and an
+// Append that must grow the file's memory map waits for it to finish.
 func (s *Store) Check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.exit()
+
+	// No commit may change the file between the walk and the start of the
+	// read transaction, which must see the pages the walk saw.
+	s.wmu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			s.wmu.Unlock()
+		}
+	}()
+	fi, err := s.file.Stat()
+	if err != nil {
+		return fmt.Errorf("bolt: check %s: %w", s.path, err)
+	}
+	fm, err := walkFile(ctx, s.file, fi.Size())
+	if err != nil {
+		return fmt.Errorf("bolt: check %s: %w", s.path, err)
+	}
 	return s.view(func(tx *bbolt.Tx) error {
+		s.wmu.Unlock()
+		locked = false
+		if got := uint64(tx.ID()); got != fm.meta.txid {
+			return fmt.Errorf("bolt: check %s: %w: bbolt reads transaction %d, the file's meta says %d", s.path, eventstore.ErrCorrupt, got, fm.meta.txid)
+		}
+		// Drain the channel: its goroutine would block on its next error.
+		var first error
 		for err := range tx.Check() {
-			return fmt.Errorf("bolt: check: %w: %w", eventstore.ErrCorrupt, err)
+			if first == nil {
+				first = err
+			}
+		}
+		if first != nil {
+			return fmt.Errorf("bolt: check %s: %w: %w", s.path, eventstore.ErrCorrupt, first)
 		}
 		return checkIndexes(ctx, tx)
 	})

@@ -65,6 +65,9 @@ func (s *Store) Import(ctx context.Context, events []eventstore.Event) ([]events
 	if err != nil {
 		return nil, err
 	}
+	if len(out) > 0 {
+		s.signal.Publish(out[len(out)-1].Position) // durable now: subscriptions may see it
+	}
 	return out, nil
 }
 

@@ -58,5 +58,6 @@ func (s *Store) Import(ctx context.Context, events []eventstore.Event) ([]events
 		s.aggTime[e.AggregateID] = s.insertByTime(s.aggTime[e.AggregateID], e.Position)
 		out[j] = clone(e)
 	}
+	s.signal.Publish(uint64(len(s.log)))
 	return out, nil
 }

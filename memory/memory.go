@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/follow"
 	"github.com/eventstore-go/eventstore/storekit"
 )
 
@@ -49,6 +50,9 @@ type Store struct {
 	byTime     []uint64                       // positions ordered by (timestamp, position)
 	aggTime    map[string][]uint64            // aggregate ID -> positions ordered by (timestamp, position)
 	snapshots  map[string]eventstore.Snapshot // aggregate ID -> latest snapshot
+
+	checkpoints map[string]uint64 // checkpoint name -> position
+	signal      follow.Signal     // published after every Append that stores events
 }
 
 // New returns an empty store.
@@ -125,6 +129,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		s.byTime = s.insertByTime(s.byTime, e.Position)
 		s.aggTime[aggID] = s.insertByTime(s.aggTime[aggID], e.Position)
 	}
+	s.signal.Publish(uint64(len(s.log)))
 	// The log keeps its own copies; the caller gets others.
 	return cloneAll(prepared), nil
 }
@@ -285,7 +290,8 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.log, s.aggs, s.types, s.ids, s.byTime, s.aggTime, s.snapshots = nil, nil, nil, nil, nil, nil, nil
+	s.signal.Close()
+	s.log, s.aggs, s.types, s.ids, s.byTime, s.aggTime, s.snapshots, s.checkpoints = nil, nil, nil, nil, nil, nil, nil, nil
 	return nil
 }
 

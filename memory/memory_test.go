@@ -39,3 +39,11 @@ func TestImportConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestCheckpointConformance(t *testing.T) {
+	storetest.RunCheckpoints(t, func(t *testing.T) storetest.CheckpointingStore {
+		s := memory.New(nil)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

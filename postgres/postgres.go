@@ -34,6 +34,8 @@
 //	  metadata        jsonb, NULL when the event has none
 //	log_head          one row: the last position handed out
 //	snapshots         the latest snapshot of each aggregate (SnapshotStore)
+//	checkpoints       name -> position (CheckpointStore)
+//	events_notify     a trigger: every insert into events notifies the schema's channel (Subscribe)
 //	schema_migrations the migrations applied
 //
 // # Positions
@@ -131,6 +133,12 @@ type Options struct {
 	// holds at most one page in memory and no connection while the caller
 	// handles its events. Default: DefaultReadPageSize (256).
 	ReadPageSize int
+
+	// PollInterval is how often a store with subscriptions reads the head
+	// of the log, in case a notification is lost (while its listening
+	// connection reconnects, say). Zero or less means DefaultPollInterval
+	// (1s).
+	PollInterval time.Duration
 }
 
 // withDefaults returns a copy of o with every zero field set to its default.
@@ -154,6 +162,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if out.ReadPageSize <= 0 {
 		out.ReadPageSize = DefaultReadPageSize
 	}
+	if out.PollInterval <= 0 {
+		out.PollInterval = DefaultPollInterval
+	}
 	return out, nil
 }
 
@@ -171,6 +182,8 @@ type Store struct {
 	gmu        sync.Mutex
 	queue      []*appendReq // appends waiting for the next pipeline
 	committing bool         // a commitLoop goroutine runs
+
+	live live // subscriptions: see Subscribe
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
@@ -235,12 +248,14 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error
 // Schema returns the PostgreSQL schema holding the store's tables.
 func (s *Store) Schema() string { return s.opts.Schema }
 
-// Close releases the store and, if Open made it, its connection pool. Calls
+// Close ends every subscription, releases the store and, if Open made it,
+// its connection pool. Calls
 // after Close fail with eventstore.ErrClosed; closing again returns nil.
 // Close waits for queries in flight to return their connections.
 func (s *Store) Close() error {
 	s.close.Do(func() {
 		s.closed.Store(true)
+		s.stopLive()
 		if s.ownPool {
 			s.pool.Close()
 		}

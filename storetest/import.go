@@ -37,6 +37,7 @@ func RunImport(t *testing.T, newStore NewStore) {
 		{"Positions", testImportPositions},
 		{"ThenAppend", testImportThenAppend},
 		{"Concurrent", testImportConcurrent},
+		{"SubscribeAndHead", testImportSubscribe},
 		{"Empty", testImportEmpty},
 		{"Close", testImportClose},
 	} {
@@ -459,4 +460,40 @@ func testImportClose(t *testing.T, newStore NewStore) {
 	require.NoError(t, s.Close())
 	_, err := im.Import(context.Background(), history([]string{"a"}, 1))
 	require.ErrorIs(t, err, eventstore.ErrClosed)
+}
+
+// testImportSubscribe checks that a live subscription sees imported events
+// and that Head counts them.
+func testImportSubscribe(t *testing.T, newStore NewStore) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := newStore(t)
+	mustAppend(t, s, ev("a", "T", 0, `{}`))
+	got := make(chan eventstore.Event, 16)
+	done := make(chan error, 1)
+	go func() {
+		for e, err := range s.Subscribe(ctx, 0, eventstore.Filter{AggregatePrefix: "imp-"}) {
+			if err != nil {
+				done <- err
+				return
+			}
+			got <- e
+		}
+	}()
+	in := history([]string{"imp-1", "imp-2"}, 2)
+	out := mustImport(t, s, in)
+	for i := range out {
+		select {
+		case e := <-got:
+			require.Equal(t, out[i].ID, e.ID)
+			require.Equal(t, out[i].Position, e.Position)
+		case err := <-done:
+			t.Fatalf("subscription ended: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("the subscription did not see imported event %d", i)
+		}
+	}
+	head, err := s.Head(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), head)
 }

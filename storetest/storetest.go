@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Concurrency", testConcurrency},
 		{"InvalidInput", testInvalidInput},
 		{"Close", testClose},
+		{"Subscribe", testSubscribe},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
 	}
