@@ -201,4 +201,3 @@ func freshSchema(t *testing.T) string {
 	})
 	return schema
 }
-
