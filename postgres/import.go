@@ -219,7 +219,11 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 	// 3. Lock, check, insert, commit: one round trip.
 	batch = &pgx.Batch{}
 	batch.Queue(s.sql.lockHead)
-	batch.Queue(s.importInsert(), wroteAggs, wroteVersions, int64(len(write)))
+	wroteIDs := make([]string, len(write))
+	for j, e := range out {
+		wroteIDs[j] = e.ID
+	}
+	batch.Queue(s.importInsert(), wroteAggs, wroteVersions, int64(len(write)), wroteIDs)
 	batch.Queue("COMMIT")
 	var head pgtype.Int8
 	err = func() error {
@@ -261,7 +265,7 @@ func (s *Store) importEvents() string {
 // importInsert returns the statement that writes the staged events: it
 // runs after the log_head lock, so its snapshot holds every commit before
 // it. It inserts nothing unless each aggregate $1 still has the version $2
-// and no staged ID is stored; else it returns NULL. It inserts the staged
+// and none of the staged IDs $4 is stored; else it returns NULL. It inserts the staged
 // event k at position head + k and advances log_head by $3.
 func (s *Store) importInsert() string {
 	schema := pgx.Identifier{s.opts.Schema}.Sanitize()
@@ -272,7 +276,7 @@ func (s *Store) importInsert() string {
 			SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS a(aggregate_id, version)
 			WHERE a.version <> coalesce((SELECT max(e.version) FROM ` + events + ` e WHERE e.aggregate_id = a.aggregate_id), 0)
 			UNION ALL
-			SELECT 1 FROM ` + events + ` e JOIN ` + stagingTable + ` s ON e.id = s.id
+			SELECT 1 FROM ` + events + ` e WHERE e.id = ANY($4::uuid[])
 		), ok AS (
 			SELECT head.position FROM head WHERE NOT EXISTS (SELECT 1 FROM bad)
 		), ins AS (
