@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -401,11 +402,25 @@ func lastVersion(c *bbolt.Cursor, prefix []byte) (uint64, error) {
 		k, _ = c.Last()
 	case index.IsEventOf(k, prefix):
 		// The aggregate has an event at the largest version.
+		return binary.BigEndian.Uint64(k[len(prefix):]), nil
 	default:
+		// A sound file has a well-formed events key after seek here (see
+		// checkEventsStop).
+		if err := checkEventsStop(k, seek); err != nil {
+			return 0, err
+		}
 		k, _ = c.Prev()
 	}
-	if k == nil || !index.IsEventOf(k, prefix) {
+	switch {
+	case k == nil:
 		return 0, nil
+	case index.IsEventOf(k, prefix):
+		return binary.BigEndian.Uint64(k[len(prefix):]), nil
 	}
-	return binary.BigEndian.Uint64(k[len(prefix):]), nil
+	// The key before the aggregate's range: a well-formed events key that
+	// sorts before it.
+	if _, _, err := index.ParseEvent(k); err != nil || bytes.Compare(k, prefix) >= 0 {
+		return 0, corrupt("events key", k, fmt.Errorf("%w: not an events key before %x", errMissing, prefix))
+	}
+	return 0, nil
 }

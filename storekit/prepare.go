@@ -76,56 +76,15 @@ func prepare(events []eventstore.Event, maxPayload int, multi bool) ([]eventstor
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	out := make([]eventstore.Event, len(events))
 	for i, e := range events {
-		if err := checkName(e.AggregateID); err != "" {
-			return nil, invalid(i, "AggregateID", err)
-		}
-		if err := checkName(e.Type); err != "" {
-			return nil, invalid(i, "Type", err)
+		if err := checkNames(i, e); err != nil {
+			return nil, err
 		}
 		if !multi && i > 0 && e.AggregateID != events[0].AggregateID {
 			return nil, invalid(i, "AggregateID", "events of one Append must belong to one aggregate")
 		}
-		if e.ID == "" {
-			e.ID = uuid.Must(uuid.NewV7()).String()
-		} else {
-			id, err := uuid.Parse(e.ID)
-			if err != nil {
-				return nil, invalid(i, "ID", "not a UUID")
-			}
-			e.ID = id.String()
-		}
-		if len(e.Payload) > maxPayload {
-			return nil, invalid(i, "Payload", "larger than the limit")
-		}
-		if !utf8.Valid(e.Payload) || !json.Valid(e.Payload) {
-			return nil, invalid(i, "Payload", "not a JSON document in UTF-8")
-		}
-		e.Payload = bytes.Clone(e.Payload)
-		metaSize := 0
-		for k, v := range e.Metadata {
-			metaSize += len(k) + len(v)
-			if k == "" {
-				return nil, invalid(i, "Metadata", "empty key")
-			}
-			if !validString(k) || !validString(v) {
-				return nil, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
-			}
-		}
-		if metaSize > eventstore.MaxMetadataSize {
-			return nil, invalid(i, "Metadata", "larger than 64 KiB")
-		}
-		if len(e.Metadata) == 0 {
-			e.Metadata = nil
-		} else {
-			e.Metadata = maps.Clone(e.Metadata)
-		}
-		if e.Timestamp.IsZero() {
-			e.Timestamp = now
-		} else {
-			e.Timestamp = eventstore.NormalizeTime(e.Timestamp)
-			if e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp) {
-				return nil, invalid(i, "Timestamp", "outside the years 1 to 9999")
-			}
+		e, err := prepareEvent(i, e, maxPayload, now)
+		if err != nil {
+			return nil, err
 		}
 		if reason := checkTags(e.Tags); reason != "" {
 			return nil, invalid(i, "Tags", reason)
@@ -159,6 +118,67 @@ func prepare(events []eventstore.Event, maxPayload int, multi bool) ([]eventstor
 		}
 	}
 	return out, nil
+}
+
+// checkNames checks the AggregateID and Type of e, the event at index i.
+func checkNames(i int, e eventstore.Event) error {
+	if err := checkName(e.AggregateID); err != "" {
+		return invalid(i, "AggregateID", err)
+	}
+	if err := checkName(e.Type); err != "" {
+		return invalid(i, "Type", err)
+	}
+	return nil
+}
+
+// prepareEvent applies Prepare's rules for one event's ID, Payload,
+// Metadata and Timestamp to e, the event at index i, and returns the copy
+// to store. now replaces a zero Timestamp. Its names are checked by
+// checkNames.
+func prepareEvent(i int, e eventstore.Event, maxPayload int, now time.Time) (eventstore.Event, error) {
+	if e.ID == "" {
+		e.ID = uuid.Must(uuid.NewV7()).String()
+	} else {
+		id, err := uuid.Parse(e.ID)
+		if err != nil {
+			return e, invalid(i, "ID", "not a UUID")
+		}
+		e.ID = id.String()
+	}
+	if len(e.Payload) > maxPayload {
+		return e, invalid(i, "Payload", "larger than the limit")
+	}
+	if !utf8.Valid(e.Payload) || !json.Valid(e.Payload) {
+		return e, invalid(i, "Payload", "not a JSON document in UTF-8")
+	}
+	e.Payload = bytes.Clone(e.Payload)
+	metaSize := 0
+	for k, v := range e.Metadata {
+		metaSize += len(k) + len(v)
+		if k == "" {
+			return e, invalid(i, "Metadata", "empty key")
+		}
+		if !validString(k) || !validString(v) {
+			return e, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
+		}
+	}
+	if metaSize > eventstore.MaxMetadataSize {
+		return e, invalid(i, "Metadata", "larger than 64 KiB")
+	}
+	if len(e.Metadata) == 0 {
+		e.Metadata = nil
+	} else {
+		e.Metadata = maps.Clone(e.Metadata)
+	}
+	if e.Timestamp.IsZero() {
+		e.Timestamp = now
+	} else {
+		e.Timestamp = eventstore.NormalizeTime(e.Timestamp)
+		if e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp) {
+			return e, invalid(i, "Timestamp", "outside the years 1 to 9999")
+		}
+	}
+	return e, nil
 }
 
 // AssignVersions checks the prepared events of one Append against their
