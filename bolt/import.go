@@ -108,6 +108,9 @@ func (w *writer) importEvents(prepared []eventstore.Event, ids [][]byte, write [
 		out[j].Position = w.next + uint64(j)
 		e := &out[j]
 		size += index.NameSize(e.AggregateID) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
+		for _, t := range e.Tags {
+			size += index.NameSize(t) + 8
+		}
 	}
 	buf := make([]byte, 0, size)
 	for j, i := range write {
@@ -137,6 +140,13 @@ func (w *writer) importEvents(prepared []eventstore.Event, ids [][]byte, write [
 		}{{w.positions, posKey}, {w.types, typeKey}, {w.timestamps, timeKey}, {w.ids, ids[i]}} {
 			if err := put.b.Put(put.k, key); err != nil {
 				return nil, fmt.Errorf("bolt: put index: %w", err)
+			}
+		}
+		for _, t := range e.Tags {
+			start = len(buf)
+			buf = index.AppendType(buf, t, e.Position)
+			if err := w.tags.Put(buf[start:len(buf):len(buf)], key); err != nil {
+				return nil, fmt.Errorf("bolt: put tag: %w", err)
 			}
 		}
 	}

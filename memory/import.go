@@ -53,6 +53,9 @@ func (s *Store) Import(ctx context.Context, events []eventstore.Event) ([]events
 		s.log = append(s.log, e)
 		s.aggs[e.AggregateID] = append(s.aggs[e.AggregateID], e.Position)
 		s.types[e.Type] = append(s.types[e.Type], e.Position)
+		for _, t := range e.Tags {
+			s.tags[t] = append(s.tags[t], e.Position)
+		}
 		s.ids[e.ID] = e.Position
 		s.byTime = s.insertByTime(s.byTime, e.Position)
 		s.aggTime[e.AggregateID] = s.insertByTime(s.aggTime[e.AggregateID], e.Position)

@@ -126,7 +126,8 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		version      bigint      NOT NULL,
 		timestamp    timestamptz NOT NULL,
 		payload      text        NOT NULL,
-		metadata     text
+		metadata     text,
+		tags         text -- a JSON array, or NULL
 	) ON COMMIT DELETE ROWS`)
 	batch.Queue(s.sql.byIDs, ids)
 	batch.Queue(`SELECT aggregate_id, max(version) FROM `+s.importEvents()+` WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id`, aggs)
@@ -202,8 +203,12 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 			ms := string(m)
 			meta = &ms
 		}
+		tags, err := tagsJSON(e.Tags)
+		if err != nil {
+			return nil, false, err
+		}
 		rows[j] = []any{int32(j + 1), e.ID, e.AggregateID, e.Type, int64(e.Version),
-			pgtype.Timestamptz{Time: e.Timestamp, Valid: true}, string(e.Payload), meta}
+			pgtype.Timestamptz{Time: e.Timestamp, Valid: true}, string(e.Payload), meta, tags}
 		if !wrote[e.AggregateID] {
 			wrote[e.AggregateID] = true
 			wroteAggs = append(wroteAggs, e.AggregateID)
@@ -211,7 +216,7 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		}
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"pg_temp", "eventstore_import"},
-		[]string{"k", "id", "aggregate_id", "event_type", "version", "timestamp", "payload", "metadata"},
+		[]string{"k", "id", "aggregate_id", "event_type", "version", "timestamp", "payload", "metadata", "tags"},
 		pgx.CopyFromRows(rows)); err != nil {
 		return nil, false, s.mapError(ctx, "import: copy events", err)
 	}
@@ -281,7 +286,8 @@ func (s *Store) importInsert() string {
 			SELECT head.position FROM head WHERE NOT EXISTS (SELECT 1 FROM bad)
 		), ins AS (
 			INSERT INTO ` + events + ` (` + eventColumns + `)
-			SELECT s.id, ok.position + s.k, s.aggregate_id, s.event_type, s.version, s.timestamp, s.payload::json, s.metadata::jsonb
+			SELECT s.id, ok.position + s.k, s.aggregate_id, s.event_type, s.version, s.timestamp, s.payload::json, s.metadata::jsonb,
+				` + tagsFrom("s") + `
 			FROM ok, ` + stagingTable + ` s
 		), upd AS (
 			UPDATE ` + schema + `.log_head AS h SET position = h.position + $3::bigint FROM ok WHERE h.id

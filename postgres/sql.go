@@ -21,8 +21,13 @@ const eventColumns = `id, position, aggregate_id, event_type, version, timestamp
 
 // tagsFromJSON turns the JSON array text u.tags (NULL for no tags) into
 // the text[] of the tags column, in order.
-const tagsFromJSON = `CASE WHEN u.tags IS NULL THEN NULL ELSE ARRAY(
-	SELECT x.t FROM jsonb_array_elements_text(u.tags::jsonb) WITH ORDINALITY AS x(t, i) ORDER BY x.i) END`
+var tagsFromJSON = tagsFrom("u")
+
+// tagsFrom is tagsFromJSON of the row alias.tags.
+func tagsFrom(alias string) string {
+	return `CASE WHEN ` + alias + `.tags IS NULL THEN NULL ELSE ARRAY(
+	SELECT x.t FROM jsonb_array_elements_text(` + alias + `.tags::jsonb) WITH ORDINALITY AS x(t, i) ORDER BY x.i) END`
+}
 
 func newQueries(schema string) queries {
 	events := schema + ".events"

@@ -86,14 +86,6 @@ func prepare(events []eventstore.Event, maxPayload int, multi bool) ([]eventstor
 		if err != nil {
 			return nil, err
 		}
-		if reason := checkTags(e.Tags); reason != "" {
-			return nil, invalid(i, "Tags", reason)
-		}
-		if len(e.Tags) == 0 {
-			e.Tags = nil
-		} else {
-			e.Tags = slices.Clone(e.Tags)
-		}
 		e.Position = 0
 		out[i] = e
 	}
@@ -131,7 +123,7 @@ func checkNames(i int, e eventstore.Event) error {
 	return nil
 }
 
-// prepareEvent applies Prepare's rules for one event's ID, Payload,
+// prepareEvent applies Prepare's rules for one event's ID, Payload, Tags,
 // Metadata and Timestamp to e, the event at index i, and returns the copy
 // to store. now replaces a zero Timestamp. Its names are checked by
 // checkNames.
@@ -152,6 +144,14 @@ func prepareEvent(i int, e eventstore.Event, maxPayload int, now time.Time) (eve
 		return e, invalid(i, "Payload", "not a JSON document in UTF-8")
 	}
 	e.Payload = bytes.Clone(e.Payload)
+	if reason := checkTags(e.Tags); reason != "" {
+		return e, invalid(i, "Tags", reason)
+	}
+	if len(e.Tags) == 0 {
+		e.Tags = nil
+	} else {
+		e.Tags = slices.Clone(e.Tags)
+	}
 	metaSize := 0
 	for k, v := range e.Metadata {
 		metaSize += len(k) + len(v)

@@ -28,6 +28,7 @@ func RunImport(t *testing.T, newStore NewStore) {
 		fn   func(*testing.T, NewStore)
 	}{
 		{"KeepsEverything", testImportKeeps},
+		{"KeepsTags", testImportTags},
 		{"Interleaved", testImportInterleaved},
 		{"SkipOnRerun", testImportRerun},
 		{"PartialRerun", testImportPartialRerun},

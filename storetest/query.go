@@ -363,3 +363,36 @@ func testQueryProperty(t *testing.T, s eventstore.Store) {
 		}
 	}
 }
+
+// testImportTags (an entry of RunImport): Import keeps tags and indexes
+// them for Read; a rerun compares them; invalid tags are refused.
+func testImportTags(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	s := newStore(t)
+	in := history([]string{"a", "b"}, 2)
+	in[0].Tags = []string{"course:c1", "student:s1"}
+	in[1].Tags = []string{"course:c1"}
+	in[3].Tags = []string{"student:s1", "course:c2"}
+	out := mustImport(t, s, in)
+	requireTags(t, in, out)
+	requireTags(t, in, readAll(t, s))
+	got := read(t, s, eventstore.Filter{Tags: []string{"course:c1"}}, 0)
+	require.Equal(t, []uint64{1, 2}, positions(got))
+	requireTags(t, in[:2], got)
+	got = read(t, s, eventstore.Filter{Tags: []string{"student:s1"}}, 0)
+	require.Equal(t, []uint64{1, 4}, positions(got))
+
+	// A rerun is skipped; the same IDs with other tags are duplicates.
+	out = mustImport(t, s, in)
+	require.Empty(t, out)
+	other := append([]eventstore.Event(nil), in...)
+	other[3].Tags = []string{"course:c2", "student:s1"}
+	_, err := importer(t, s).Import(ctx, other)
+	require.ErrorIs(t, err, eventstore.ErrDuplicateEvent)
+
+	bad := history([]string{"c"}, 1)
+	bad[0].Tags = []string{"x", "x"}
+	_, err = importer(t, s).Import(ctx, bad)
+	require.ErrorIs(t, err, eventstore.ErrInvalidEvent)
+	require.Len(t, readAll(t, s), 4)
+}
