@@ -170,6 +170,32 @@ func (s *sqliteStore) Append(ctx context.Context, events ...eventstore.Event) ([
 	return out, nil
 }
 
+// Read implements eventstore.Store's Read the simple way, for the
+// interface only: the log filtered by Filter.Match. The baseline keeps no
+// tags, so a filter that asks for tags finds nothing; it is not
+// benchmarked on queries, and TestSQLiteConformance skips their suites.
+func (s *sqliteStore) Read(ctx context.Context, filter eventstore.Filter, afterPosition uint64) iter.Seq2[eventstore.Event, error] {
+	return func(yield func(eventstore.Event, error) bool) {
+		for e, err := range s.ReadAll(ctx, afterPosition) {
+			if err != nil || filter.Match(e) {
+				if !yield(e, err) || err != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+// errNoAppendIf is the baseline's answer to AppendIf.
+var errNoAppendIf = errors.New("sqlite baseline: AppendIf is not implemented")
+
+// AppendIf implements eventstore.Store's AppendIf for the interface only:
+// the baseline is not benchmarked on conditional appends, and refuses
+// them.
+func (s *sqliteStore) AppendIf(context.Context, eventstore.Condition, ...eventstore.Event) ([]eventstore.Event, error) {
+	return nil, errNoAppendIf
+}
+
 // Head implements eventstore.Store's Head: the last position whose commit
 // returned.
 func (s *sqliteStore) Head(ctx context.Context) (uint64, error) {
