@@ -173,7 +173,6 @@
 //     the same way. ReadTime over all time (a start in year 1 or before, a
 //     zero end or one after year 9999) also counts the events up to the
 //     last position it saw when it began, and must meet them all.
-//
 //   - Read (and Subscribe with tags or items): each entry it follows must
 //     point to an event at the position its key holds. It does not check
 //     that its walks reach the end of their ranges: a tag's or type's

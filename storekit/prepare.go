@@ -1,8 +1,9 @@
 // Package storekit holds what those who write an eventstore.Store share: the
 // rules that decide which events an Append accepts ([Prepare]), how versions
 // are checked and assigned ([AssignVersions]), what a repeated Append means
-// ([CheckRetry]) and which snapshots a SnapshotStore accepts
-// ([PrepareSnapshot]). Every backend in this module calls them, so every
+// ([CheckRetry]), which snapshots a SnapshotStore accepts
+// ([PrepareSnapshot]), and how a Filter is served from indexes
+// ([PlanFilter]). Every backend in this module calls them, so every
 // backend accepts and rejects the same input and treats retries and
 // conflicts alike; package storetest then checks the rest of the behaviour.
 //
