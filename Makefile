@@ -17,6 +17,7 @@ help: ## list the targets
 .PHONY: test
 test: lint ## everything: lint, all tests with the race detector (never cached: they talk to PostgreSQL), every example
 	$(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) $(PKGS)
+	cd bench && $(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) ./...
 	$(MAKE) --no-print-directory examples
 
 .PHONY: example
@@ -37,6 +38,7 @@ lint: ## gofmt check and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd bench && $(GO) vet ./...
 
 .PHONY: cover
 cover: ## test coverage report in cover.html
@@ -45,8 +47,8 @@ cover: ## test coverage report in cover.html
 	$(GO) tool cover -func=cover.out | tail -n 1
 
 .PHONY: bench
-bench: ## run bench/ and write bench/RESULTS.md
-	$(GO) run ./bench/cmd/results -o bench/RESULTS.md
+bench: ## run bench/ and write bench/RESULTS.md and its charts (fixtures cached: EVENTSTORE_BENCH_CACHE)
+	cd bench && $(GO) run ./cmd/results -o RESULTS.md
 
 .PHONY: bench-compare
 bench-compare: ## benchstat between two refs: make bench-compare OLD=main~3 NEW=main

@@ -88,6 +88,15 @@ type Event struct {
 	// commit order with no gaps. Append assigns it and ignores the value
 	// passed in.
 	Position uint64
+
+	// Tags name what the event is about beyond its aggregate, such as
+	// "course:c1" or "student:s7", so that a Filter can select the events
+	// that matter to a decision across aggregates (see Store.AppendIf).
+	// Each tag is 1 to MaxTagLength (256) bytes of UTF-8 with no NUL byte;
+	// an event has at most MaxTags (32) tags and none twice. Stores keep
+	// the order given. A nil and an empty slice mean the same; reads return
+	// nil for an event stored without tags.
+	Tags []string
 }
 
 // Unmarshal decodes the event's JSON payload into v.
@@ -172,6 +181,33 @@ type Store interface {
 	// or the error of a failed read. Like every read, it yields one error
 	// and stops.
 	Subscribe(ctx context.Context, afterPosition uint64, filter Filter) iter.Seq2[Event, error]
+
+	// Read yields, in position order, every event with a position greater
+	// than afterPosition that filter selects (see Filter.Match): the read
+	// of a decision across aggregates (see AppendIf). Stores serve it from
+	// their indexes (of types and tags), not by decoding every event. Unlike
+	// Subscribe it ends after the last event stored when it reaches the end.
+	Read(ctx context.Context, filter Filter, afterPosition uint64) iter.Seq2[Event, error]
+
+	// AppendIf is Append on a condition: it atomically checks that no
+	// stored event selected by cond.FailIfEventsMatch has a position
+	// greater than cond.After, and stores events. When one has, it fails
+	// with an error matching ErrConflict (a *ConditionError naming the
+	// first such position) and writes nothing. The check and the write are
+	// one atomic step: no append commits between them.
+	//
+	// The events may belong to several aggregates; the events of each
+	// aggregate follow Append's version rules (all zero, or consecutive
+	// from that aggregate's current version + 1), so a decision that
+	// creates events in several aggregates commits them all or none. A
+	// version conflict fails with a *ConflictError, as in Append.
+	//
+	// Repeating a call whose events are all stored succeeds, writes
+	// nothing and returns the stored events, without checking cond (the
+	// events the first call stored may match it). Invalid events fail as in
+	// Append, except that several aggregates are allowed. Appending no
+	// events checks nothing and returns nil.
+	AppendIf(ctx context.Context, cond Condition, events ...Event) ([]Event, error)
 
 	// Head returns the position of the last committed event, 0 when the
 	// store is empty. Subscribe(ctx, head, filter) then yields only events

@@ -54,7 +54,8 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // benchAppend appends b.N batches of n events from one goroutine, rotating
-// over appendAggregates aggregates.
+// over appendAggregates aggregates. With n = 1 it reports the percentiles
+// of the appends' latency.
 func benchAppend(b *testing.B, be backend, n int) {
 	h := be.open(b, false, false)
 	aggs := make([]string, appendAggregates)
@@ -64,6 +65,10 @@ func benchAppend(b *testing.B, be backend, n int) {
 	versions := make([]uint64, len(aggs))
 	batch := make([]eventstore.Event, n)
 	seq := 0
+	var lat *latencies
+	if n == 1 {
+		lat = newLatencies(b.N)
+	}
 
 	m := startMeter(b)
 	for i := 0; i < b.N; i++ {
@@ -72,12 +77,15 @@ func benchAppend(b *testing.B, be backend, n int) {
 			seq++
 			batch[j] = event(aggs[a], versions[a]+1+uint64(j), seq, i)
 		}
+		t0 := lat.start()
 		if _, err := h.Append(background, batch...); err != nil {
 			b.Fatal(err)
 		}
+		lat.stop(t0)
 		versions[a] += uint64(n)
 	}
 	m.stop(b.N * n)
+	lat.report(b)
 	release(b, h, b.N*n)
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	bbolt "go.etcd.io/bbolt"
 
+	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
 	"github.com/eventstore-go/eventstore/memory"
 )
@@ -19,10 +21,11 @@ import (
 // adds PostgreSQL.
 var backends = []backend{
 	{name: "memory", open: openMemory, append: true, replay: true, onHeap: true},
-	{name: "bolt", open: openBolt(false), reopen: reopenBolt, append: true, replay: true},
+	{name: "bolt", open: openBolt(false), file: boltFile, append: true, replay: true},
 	{name: "bolt-nosync", open: openBolt(true), append: true},
 	postgresBackend,
-	{name: "rawbolt", open: openRawBolt, reopen: reopenRawBolt, append: true, replay: true},
+	{name: "sqlite", open: openSQLiteBackend, file: sqliteFile, load: loadSQLite, append: true, replay: true},
+	{name: "rawbolt", open: openRawBolt, file: rawBoltFile, load: loadRawBolt, append: true, replay: true},
 	{name: "rawbolt-nosync", open: openRawBoltNoSync, append: true},
 	{name: "rawbolt-grouped", open: openRawBolt, append: true, grouped: true},
 }
@@ -68,22 +71,12 @@ func openBolt(noSync bool) func(testing.TB, bool, bool) *handle {
 	}
 }
 
-// reopenBolt closes a loaded fixture and opens it with the default options.
-func reopenBolt(tb testing.TB, h *handle) *handle {
-	tb.Helper()
-	path := h.target.(*bolt.Store).Path()
-	if err := h.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	size, err := h.size()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := bolt.Open(path, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &handle{target: s, size: h.size, cleanup: h.cleanup, closedSize: size}
+// boltFile is bolt's fileBackend: a fixture file opened with the default
+// (durable) options.
+var boltFile = &fileBackend{
+	path: func(h *handle) string { return h.target.(*bolt.Store).Path() },
+	open: func(path string) (target, error) { return bolt.Open(path, nil) },
+	size: boltSize,
 }
 
 func openRawBolt(tb testing.TB, concurrent, forFixture bool) *handle {
@@ -129,20 +122,64 @@ func openRawBoltNoSync(tb testing.TB, concurrent, _ bool) *handle {
 	return &handle{target: s, size: boltSize(path), cleanup: removeFile(path)}
 }
 
-// reopenRawBolt closes a loaded fixture and opens it again with fsync on.
-func reopenRawBolt(tb testing.TB, h *handle) *handle {
+// rawBoltFile is rawbolt's fileBackend: a fixture opened with fsync on.
+var rawBoltFile = &fileBackend{
+	path: func(h *handle) string { return h.target.(*rawStore).db.Path() },
+	open: func(path string) (target, error) { return openRaw(path, false, false) },
+	size: boltSize,
+}
+
+// loadRawBolt loads a fixture into the baseline, many calls per Update:
+// each call is a rawAppend of its own, as if appended alone.
+func loadRawBolt(_ testing.TB, h *handle, calls iter.Seq[[]eventstore.Event]) error {
+	rs := h.target.(*rawStore)
+	next, stop := iter.Pull(calls)
+	defer stop()
+	for more := true; more; {
+		err := rs.db.Update(func(tx *bbolt.Tx) error {
+			for n := 0; n < 10_000; {
+				events, ok := next()
+				if !ok {
+					more = false
+					return nil
+				}
+				if err := rawAppend(tx, events); err != nil {
+					return err
+				}
+				n += len(events)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openSQLiteBackend opens an empty sqlite store; a fixture loads with
+// synchronous=OFF.
+func openSQLiteBackend(tb testing.TB, _, forFixture bool) *handle {
 	tb.Helper()
-	path := h.target.(*rawStore).db.Path()
-	if err := h.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	size, err := h.size()
+	path := newPath("sqlite")
+	s, err := openSQLite(path, forFixture)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := openRaw(path, false, false)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &handle{target: s, size: h.size, cleanup: h.cleanup, closedSize: size}
+	return &handle{target: s, size: sqliteSize(path), cleanup: func() {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(path + suffix)
+		}
+	}}
+}
+
+// sqliteFile is sqlite's fileBackend.
+var sqliteFile = &fileBackend{
+	path: func(h *handle) string { return h.target.(*sqliteStore).path },
+	open: func(path string) (target, error) { return openSQLite(path, false) },
+	size: sqliteSize,
+}
+
+func loadSQLite(_ testing.TB, h *handle, calls iter.Seq[[]eventstore.Event]) error {
+	return h.target.(*sqliteStore).load(calls)
 }

@@ -37,8 +37,8 @@ type handle struct {
 	// after Close and size.
 	cleanup func()
 
-	// closedSize is what size returned when reopen had the store closed.
-	closedSize int64
+	// schema is a PostgreSQL store's schema.
+	schema string
 }
 
 // backend opens stores of one kind: one column of the results table.
@@ -50,10 +50,18 @@ type backend struct {
 	// will be loaded with a replay fixture (and may skip fsync for that).
 	open func(tb testing.TB, concurrent, forFixture bool) *handle
 
-	// reopen, when set, turns a loaded fixture store into the one the
-	// replay benchmarks read: bolt closes its fast-loading file and opens it
-	// again with the default (durable) options.
-	reopen func(tb testing.TB, h *handle) *handle
+	// load loads a replay fixture's calls into a store open returned;
+	// nil means one Append per call, in order (appendCalls).
+	load func(tb testing.TB, h *handle, calls iter.Seq[[]eventstore.Event]) error
+
+	// file, when set, says the backend keeps a store in one file, which
+	// the fixture cache keeps (see cache_test.go) and the replay
+	// benchmarks read opened anew with the default (durable) options.
+	file *fileBackend
+
+	// fixtureCache, when set, keeps the backend's fixtures across runs in
+	// a way of its own (PostgreSQL: a schema per fixture).
+	fixtureCache *serverCache
 
 	// append and replay report whether the backend has rows in
 	// BenchmarkAppend and BenchmarkReplay.
@@ -62,9 +70,6 @@ type backend struct {
 	// grouped says the backend has only the parallel rows of
 	// BenchmarkAppend, run by benchAppendGrouped: a raw store's ceiling.
 	grouped bool
-
-	// shape is the replay fixture's shape; zero means fullShape.
-	shape shape
 
 	// onHeap says the backend keeps its data on the Go heap. Its replay
 	// fixture is dropped as soon as its benchmarks are done: a live heap of
@@ -105,32 +110,27 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// The events the benchmarks write: bank-account events with a JSON payload
-// of about 130 bytes and one metadata entry (a correlation ID per Append
-// call), the shape of a typical
-// application's events.
+// The events the benchmarks append: those of the gen, drawn once. event
+// takes the payload and type of the event numbered seq and the metadata
+// (correlation, causation and user IDs) of the call numbered call, so
+// that the events of one call share their metadata and calls differ, as
+// an application's commands do.
 var (
 	eventTypes = []string{
 		"AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "TransferSent", "TransferReceived",
 		"FeeCharged", "InterestPaid", "AddressChanged", "StatementIssued", "LimitRaised",
 	}
-	payloads = func() [][]byte {
-		p := make([][]byte, 16)
+	payloads, metadatas = func() ([][]byte, []map[string]string) {
+		g := newGen(1)
+		p := make([][]byte, 4096)
 		for i := range p {
-			p[i] = fmt.Appendf(nil, `{"account":"acct-%06d","amount":%d,"currency":"EUR","reference":"INV-2026-%06d","note":"monthly payment for services rendered"}`,
-				i*7919, 1000+i*37, i*104729)
+			p[i] = g.payload(g.payloadSize())
 		}
-		return p
-	}()
-	// metadatas are the metadata of the Append calls, chosen by call: the
-	// events of one call share a correlation ID, as the events of one
-	// command do, and the calls differ.
-	metadatas = func() []map[string]string {
 		m := make([]map[string]string, 1024)
 		for i := range m {
-			m[i] = map[string]string{"correlation_id": fmt.Sprintf("0193a8e2-7c4b-7def-8a12-%012x", i*2654435761)}
+			m[i] = g.next("x", 0, 1, fixtureBase)[0].Metadata
 		}
-		return m
+		return p, m
 	}()
 )
 
@@ -143,6 +143,38 @@ func event(aggregateID string, version uint64, seq, call int) eventstore.Event {
 		Type:        eventTypes[seq%len(eventTypes)],
 		Payload:     payloads[seq%len(payloads)],
 		Metadata:    metadatas[call%len(metadatas)],
+		Version:     version,
+	}
+}
+
+// The events of the old replay fixture, kept for its labelled row
+// (legacyShape): a JSON payload of about 130 bytes and one metadata entry,
+// a correlation ID shared by the 100 events of each call.
+var (
+	legacyPayloads = func() [][]byte {
+		p := make([][]byte, 16)
+		for i := range p {
+			p[i] = fmt.Appendf(nil, `{"account":"acct-%06d","amount":%d,"currency":"EUR","reference":"INV-2026-%06d","note":"monthly payment for services rendered"}`,
+				i*7919, 1000+i*37, i*104729)
+		}
+		return p
+	}()
+	legacyMetadatas = func() []map[string]string {
+		m := make([]map[string]string, 1024)
+		for i := range m {
+			m[i] = map[string]string{"correlation_id": fmt.Sprintf("0193a8e2-7c4b-7def-8a12-%012x", i*2654435761)}
+		}
+		return m
+	}()
+)
+
+// legacyEvent is event with the old fixture's payloads and metadata.
+func legacyEvent(aggregateID string, version uint64, seq, call int) eventstore.Event {
+	return eventstore.Event{
+		AggregateID: aggregateID,
+		Type:        eventTypes[seq%len(eventTypes)],
+		Payload:     legacyPayloads[seq%len(legacyPayloads)],
+		Metadata:    legacyMetadatas[call%len(legacyMetadatas)],
 		Version:     version,
 	}
 }

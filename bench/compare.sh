@@ -52,7 +52,13 @@ build() { # build NAME REF: a worktree of REF and its compiled benchmarks
 		echo "compare: $ref has no bench/ directory" >&2
 		exit 1
 	fi
-	(cd "$dir" && go test -c -o "$tmp/$name.test" ./bench)
+	# bench/ is a module of its own since it gained SQLite and plotting;
+	# older refs built it from the root module.
+	if [ -f "$dir/bench/go.mod" ]; then
+		(cd "$dir/bench" && go test -c -o "$tmp/$name.test" .)
+	else
+		(cd "$dir" && go test -c -o "$tmp/$name.test" ./bench)
+	fi
 }
 
 run() { # run NAME REF COUNT: append COUNT runs of REF's benchmarks to NAME.txt

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -20,6 +21,11 @@ type appendReq struct {
 	caller   []eventstore.Event // as passed to Append
 	prepared []eventstore.Event // as returned by Prepare
 	ids      [][]byte           // the ids keys of prepared
+
+	// cond is the condition of an AppendIf, plan its filter's; nil for an
+	// Append.
+	cond *eventstore.Condition
+	plan storekit.Plan
 
 	out []eventstore.Event
 	err error
@@ -211,21 +217,24 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 
 // writer appends events within one write transaction.
 type writer struct {
-	events, positions, types, timestamps, ids *bbolt.Bucket
-	cursor                                    *bbolt.Cursor // on events
-	next                                      uint64        // the next position
-	dec                                       decoder
+	events, positions, types, timestamps, ids, tags *bbolt.Bucket
+	cursor                                          *bbolt.Cursor // on events
+	tx                                              *bbolt.Tx
+	next                                            uint64 // the next position
+	dec                                             decoder
 }
 
 func newWriter(tx *bbolt.Tx) (*writer, error) {
 	w := &writer{
+		tx:         tx,
 		events:     tx.Bucket(bucketEvents),
 		positions:  tx.Bucket(bucketPositions),
 		types:      tx.Bucket(bucketTypes),
 		timestamps: tx.Bucket(bucketTimestamps),
 		ids:        tx.Bucket(bucketIDs),
+		tags:       tx.Bucket(bucketTags),
 	}
-	if w.events == nil || w.positions == nil || w.types == nil || w.timestamps == nil || w.ids == nil {
+	if w.events == nil || w.positions == nil || w.types == nil || w.timestamps == nil || w.ids == nil || w.tags == nil {
 		return nil, fmt.Errorf("bolt: %w: bucket missing", eventstore.ErrCorrupt)
 	}
 	// Keys mostly grow at the end of their ranges: positions always;
@@ -239,6 +248,7 @@ func newWriter(tx *bbolt.Tx) (*writer, error) {
 	w.timestamps.FillPercent = 0.9
 	w.types.FillPercent = 0.9
 	w.ids.FillPercent = 0.9
+	w.tags.FillPercent = 0.9
 	w.events.FillPercent = 0.9
 	w.cursor = w.events.Cursor()
 	last, _ := w.positions.Cursor().Last()
@@ -297,15 +307,32 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 		return stored, false, nil
 	}
 
-	events := slices.Clone(r.prepared) // a batch may run twice: keep r.prepared as it was
-	aggregateID := events[0].AggregateID
-	prefix := index.AggregatePrefix(aggregateID)
-	current, err := w.version(prefix)
-	if err != nil {
-		return nil, false, err
+	if r.cond != nil {
+		// In the write transaction: it sees every commit before it and
+		// the requests of this batch before r.
+		pos, found, err := firstMatch(w.tx, r.plan, r.cond.After)
+		if err != nil {
+			return nil, false, err
+		}
+		if found {
+			return nil, false, &eventstore.ConditionError{After: r.cond.After, Position: pos}
+		}
 	}
-	if err := storekit.AssignVersions(events, current); err != nil {
-		return nil, false, err
+
+	events := slices.Clone(r.prepared) // a batch may run twice: keep r.prepared as it was
+	prefixes := make([][]byte, len(events))
+	for _, group := range storekit.Groups(events) {
+		prefix := index.AggregatePrefix(events[group[0]].AggregateID)
+		current, err := w.version(prefix)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := storekit.AssignGroupVersions(events, group, current); err != nil {
+			return nil, false, err
+		}
+		for _, i := range group {
+			prefixes[i] = prefix
+		}
 	}
 
 	// bbolt keeps the keys and values passed to Put until the transaction
@@ -314,13 +341,16 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 	for i := range events {
 		events[i].Position = w.next + uint64(i)
 		e := &events[i]
-		size += len(prefix) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
+		size += len(prefixes[i]) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
+		for _, t := range e.Tags {
+			size += index.NameSize(t) + 8
+		}
 	}
 	buf := make([]byte, 0, size)
 	for i := range events {
 		e := &events[i]
 		start := len(buf)
-		buf = index.AppendUint64(append(buf, prefix...), e.Version)
+		buf = index.AppendUint64(append(buf, prefixes[i]...), e.Version)
 		key := buf[start:len(buf):len(buf)]
 		start = len(buf)
 		buf = appendEventRecord(buf, e, r.ids[i])
@@ -346,6 +376,14 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 				return nil, true, errInternal{fmt.Errorf("bolt: put index: %w", err)}
 			}
 		}
+		for _, t := range e.Tags {
+			// A tags key has the shape of a types key: len16 tag, position.
+			start = len(buf)
+			buf = index.AppendType(buf, t, e.Position)
+			if err := w.tags.Put(buf[start:len(buf):len(buf)], key); err != nil {
+				return nil, true, errInternal{fmt.Errorf("bolt: put tag: %w", err)}
+			}
+		}
 	}
 	w.next += uint64(len(events))
 	return events, true, nil
@@ -367,11 +405,25 @@ func lastVersion(c *bbolt.Cursor, prefix []byte) (uint64, error) {
 		k, _ = c.Last()
 	case index.IsEventOf(k, prefix):
 		// The aggregate has an event at the largest version.
+		return binary.BigEndian.Uint64(k[len(prefix):]), nil
 	default:
+		// A sound file has a well-formed events key after seek here (see
+		// checkEventsStop).
+		if err := checkEventsStop(k, seek); err != nil {
+			return 0, err
+		}
 		k, _ = c.Prev()
 	}
-	if k == nil || !index.IsEventOf(k, prefix) {
+	switch {
+	case k == nil:
 		return 0, nil
+	case index.IsEventOf(k, prefix):
+		return binary.BigEndian.Uint64(k[len(prefix):]), nil
 	}
-	return binary.BigEndian.Uint64(k[len(prefix):]), nil
+	// The key before the aggregate's range: a well-formed events key that
+	// sorts before it.
+	if _, _, err := index.ParseEvent(k); err != nil || bytes.Compare(k, prefix) >= 0 {
+		return 0, corrupt("events key", k, fmt.Errorf("%w: not an events key before %x", errMissing, prefix))
+	}
+	return 0, nil
 }

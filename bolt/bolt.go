@@ -22,9 +22,17 @@
 //	types       len16 type, position u64                             -> events key
 //	timestamps  µs since 1970 as i64, sign bit flipped, position u64 -> events key
 //	ids         event ID (the UUID's 16 bytes)                       -> events key
+//	tags        len16 tag, position u64                              -> events key (one per tag of an event)
 //	snapshots   aggregate ID (its bytes)                             -> snapshot record
 //	checkpoints checkpoint name (its bytes)                          -> position u64
-//	meta        "format"                                             -> "eventstore/bolt 1"
+//	meta        "format"                                             -> "eventstore/bolt 2"
+//
+// Format 2 is format 1 with tags: the tags bucket, and a 9th field in the
+// records of events with tags (an event without tags has the record of
+// format 1). Open upgrades a file of format 1 in place, adding the tags
+// bucket and rewriting the format key in one transaction; a version of
+// this package that knows only format 1 then refuses the file with
+// ErrUnknownFormat, rather than append events whose tags it would drop.
 //
 // These are the store's buckets, a fixed list. Buckets whose names start
 // with "rm:" are reserved for read models, which projections keep in the
@@ -41,7 +49,7 @@
 // 5-byte form, 0xce) holding the CRC32C (Castagnoli) of the rest of the
 // record, then an array of the fields:
 //
-//	event     [id bin, aggregateID str, type str, version, position, timestamp µs, payload bin, metadata map or nil]
+//	event     [id bin, aggregateID str, type str, version, position, timestamp µs, payload bin, metadata map or nil(, tags [str])]
 //	snapshot  [aggregateID str, version, schema str, state bin, timestamp µs]
 //
 // A record whose checksum fails, or whose fields do not match its key, reads
@@ -88,7 +96,9 @@
 // caller may append from inside its loop, and a long replay neither blocks
 // writers nor keeps old pages alive. ctx is checked between events.
 //
-// ReadAggregate walks the aggregate's keys in the events bucket; ReadAll,
+// Read walks the index buckets of the tags and types its filter names and
+// decodes only the events they agree on (see Read). ReadAggregate walks
+// the aggregate's keys in the events bucket; ReadAll,
 // ReadType and ReadTime of every aggregate walk the positions, types and
 // timestamps buckets and fetch the events they point to. ReadTime of one
 // aggregate walks that aggregate's events instead (not the timestamps
@@ -163,6 +173,11 @@
 //     the same way. ReadTime over all time (a start in year 1 or before, a
 //     zero end or one after year 9999) also counts the events up to the
 //     last position it saw when it began, and must meet them all.
+//   - Read (and Subscribe with tags or items): each entry it follows must
+//     point to an event at the position its key holds. It does not check
+//     that its walks reach the end of their ranges: a tag's or type's
+//     entries lost from a damaged page go unnoticed there, as they would
+//     for a condition of AppendIf. Check finds them.
 //
 // So a damaged page that makes a walk skip keys or stop at a key outside
 // its range is noticed, except where the same keys are hidden from the
@@ -218,7 +233,9 @@ var (
 	bucketIDs        = []byte("ids")
 	bucketSnapshots  = []byte("snapshots")
 	bucketMeta       = []byte("meta")
+	bucketTags       = []byte("tags") // format 2
 
+	// The buckets of format 1; format 2 adds bucketTags.
 	allBuckets = [][]byte{bucketEvents, bucketPositions, bucketTypes, bucketTimestamps, bucketIDs, bucketSnapshots, bucketMeta}
 )
 
@@ -227,6 +244,7 @@ var (
 	keyFormat    = []byte("format")
 	formatPrefix = []byte("eventstore/bolt ")
 	formatV1     = []byte("eventstore/bolt 1")
+	formatV2     = []byte("eventstore/bolt 2") // the format this package writes: v1 with tags
 )
 
 // Defaults of Options.
@@ -527,9 +545,9 @@ func initFile(db *bbolt.DB, readOnly bool) error {
 		empty = false
 		format := meta.Get(keyFormat)
 		switch {
-		case bytes.Equal(format, formatV1):
+		case bytes.Equal(format, formatV1), bytes.Equal(format, formatV2):
 		case bytes.HasPrefix(format, formatPrefix):
-			return fmt.Errorf("%w: format %q, this package reads %q", eventstore.ErrUnknownFormat, format, formatV1)
+			return fmt.Errorf("%w: format %q, this package reads %q and %q", eventstore.ErrUnknownFormat, format, formatV1, formatV2)
 		default:
 			return fmt.Errorf("%w: meta bucket without a known format (format %q)", eventstore.ErrUnknownFormat, format)
 		}
@@ -556,10 +574,16 @@ func initFile(db *bbolt.DB, readOnly bool) error {
 					return err
 				}
 			}
-			return tx.Bucket(bucketMeta).Put(keyFormat, formatV1)
+			if _, err := tx.CreateBucket(bucketTags); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketMeta).Put(keyFormat, formatV2)
 		})
 	}
 	if err != nil {
+		return err
+	}
+	if err := upgradeV2(db); err != nil {
 		return err
 	}
 	return addBuckets(db)

@@ -32,7 +32,14 @@ import (
 // truncations, an all-zero file) and runs Open, every read, Version, an
 // Append and Check on each in a child process. It fails on a crash, a
 // hang, or a read that returns a nil error with data that differ from the
-// original file's.
+// original file's, with one exception, which the bolt package doc states
+// ("Damaged files"): bbolt's pages carry no checksum, and a damaged page
+// can hide keys from a read and from every seek it makes to check itself
+// (a lowered element count at the end of a range, a branch pointer to a
+// stale but well-formed page). A read may then return fewer events with a
+// nil error, so long as every event it returns is intact and Check reports
+// the damage; and LoadSnapshot may find no snapshot (it is a cache).
+// EVENTSTORE_CAMPAIGN_STRICT=1 fails on those too.
 //
 // EVENTSTORE_CAMPAIGN=N runs N copies (default 150); EVENTSTORE_CAMPAIGN_SEED
 // picks another campaign (default 1). A failure names the copy's mutation
@@ -49,16 +56,26 @@ const (
 // opResult is what one call on a (damaged) store gave: its error, or a
 // digest of its results.
 type opResult struct {
-	Op  string
-	Err string `json:",omitempty"`
-	N   int    // events (or the version) returned
-	Sum string // digest of what was returned
+	Op   string
+	Err  string   `json:",omitempty"`
+	N    int      // events (or the version) returned
+	Sum  string   // digest of what was returned
+	Sums []string `json:",omitempty"` // digest of each event returned
 }
 
 var campaignBase = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // campaignAggregates are the aggregates the reads look at.
 var campaignAggregates = []string{"acct-0", "acct-7", "acct-23", "acct-39", "no-such"}
+
+// eventDigests returns the digest of each event.
+func eventDigests(events []eventstore.Event) []string {
+	sums := make([]string, len(events))
+	for i := range events {
+		sums[i] = digest(events[i : i+1])
+	}
+	return sums
+}
 
 // digest sums events field by field.
 func digest(events []eventstore.Event) string {
@@ -80,6 +97,9 @@ func campaignOps(path string, emit func(opResult)) []opResult {
 	var out []opResult
 	add := func(op string, events []eventstore.Event, err error) {
 		r := opResult{Op: op, N: len(events), Sum: digest(events)}
+		if len(events) > 0 && events[0].ID != "" {
+			r.Sums = eventDigests(events)
+		}
 		if err != nil {
 			r.Err = err.Error()
 		}
@@ -330,6 +350,15 @@ func TestCampaign(t *testing.T) {
 		}
 		wantPrevious[r.Op] = r
 	}
+	originals := map[string]bool{}
+	for _, r := range campaignOps(pristine, nil) {
+		if r.Op == "ReadAll" {
+			for _, sum := range r.Sums {
+				originals[sum] = true
+			}
+		}
+	}
+	strict := os.Getenv("EVENTSTORE_CAMPAIGN_STRICT") != ""
 	t.Logf("campaign seed %d: %d copies of a %d-byte file (page size %d, %d branch, %d leaf pages)",
 		seed, n, len(raw), l.pageSize, len(l.kinds[0x01]), len(l.kinds[0x02]))
 
@@ -355,6 +384,10 @@ func TestCampaign(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			failed := false
+			checkFailed := false
+			for _, r := range results {
+				checkFailed = checkFailed || r.Op == "Check" && r.Err != ""
+			}
 			defer func() {
 				if failed {
 					t.Logf("kept %s", keep(t, path))
@@ -377,12 +410,20 @@ func TestCampaign(t *testing.T) {
 					t.Errorf("%s: unknown op %s", what, r.Op)
 				case r.Err != "":
 					stats[r.Op+" error"]++
-				case r.Op != "Append" && r.Op != "Check" && r.Op != "Close" && (r.N != w.N || r.Sum != w.Sum):
+				case r.Op == "Append" || r.Op == "Check" || r.Op == "Close" || r.N == w.N && r.Sum == w.Sum:
+					stats[r.Op+" ok"]++
+				case !strict && lostOnly(r, w, originals) && (checkFailed || strings.HasPrefix(r.Op, "LoadSnapshot/")):
+					// What bbolt's unchecked pages can hide from a read and
+					// from its own checks (see "Damaged files" in the
+					// package doc): fewer events, every one of them intact,
+					// in a file whose damage Check reports; or a snapshot,
+					// a cache, not found.
+					stats["lost, caught by Check"]++
+					t.Logf("lost without an error, as documented: %s: %s returned %d of %d", what, r.Op, r.N, w.N)
+				default:
 					t.Errorf("WRONG DATA: %s: %s returned %d results (digest %s) with a nil error; the original gives %d (digest %s)",
 						what, r.Op, r.N, r.Sum, w.N, w.Sum)
 					failed = true
-				default:
-					stats[r.Op+" ok"]++
 				}
 			}
 		}()
@@ -390,10 +431,31 @@ func TestCampaign(t *testing.T) {
 	wg.Wait()
 	t.Logf("ran the copies in %v", time.Since(start).Round(time.Millisecond))
 	for _, k := range slices.Sorted(maps.Keys(stats)) {
-		if strings.HasPrefix(k, "Open") || strings.HasPrefix(k, "Check") || strings.HasPrefix(k, "ReadAll ") || strings.HasPrefix(k, "Append") {
+		if strings.HasPrefix(k, "Open") || strings.HasPrefix(k, "Check") || strings.HasPrefix(k, "ReadAll ") || strings.HasPrefix(k, "Append") || strings.HasPrefix(k, "lost") {
 			t.Logf("%-20s %d", k, stats[k])
 		}
 	}
+}
+
+// lostOnly reports whether r, a result that differs from w, only lost
+// something: fewer events (or a lower version, or no snapshot), and every
+// event it has is one of the original file's.
+func lostOnly(r, w opResult, originals map[string]bool) bool {
+	if r.N >= w.N {
+		return false
+	}
+	if strings.HasPrefix(r.Op, "Version/") || strings.HasPrefix(r.Op, "LoadSnapshot/") {
+		return r.N == 0 || strings.HasPrefix(r.Op, "Version/")
+	}
+	if len(r.Sums) != r.N {
+		return false
+	}
+	for _, sum := range r.Sums {
+		if !originals[sum] {
+			return false
+		}
+	}
+	return true
 }
 
 // runCampaignChild runs TestCampaignChild on the file at path and returns

@@ -79,20 +79,20 @@ func (s *Store) Check(ctx context.Context) error {
 }
 
 func checkIndexes(ctx context.Context, tx *bbolt.Tx) error {
-	var bs [5]*bbolt.Bucket
-	for i, name := range [][]byte{bucketEvents, bucketPositions, bucketTypes, bucketTimestamps, bucketIDs} {
+	var bs [6]*bbolt.Bucket
+	for i, name := range [][]byte{bucketEvents, bucketPositions, bucketTypes, bucketTimestamps, bucketIDs, bucketTags} {
 		b, err := bucket(tx, name)
 		if err != nil {
 			return err
 		}
 		bs[i] = b
 	}
-	events, positions, types, timestamps, ids := bs[0], bs[1], bs[2], bs[3], bs[4]
+	events, positions, types, timestamps, ids, tags := bs[0], bs[1], bs[2], bs[3], bs[4], bs[5]
 	bad := func(k []byte, format string, args ...any) error {
 		return corrupt("event", k, fmt.Errorf(format, args...))
 	}
 
-	var n uint64
+	var n, nTags uint64
 	var prevAgg []byte
 	var prevVersion uint64
 	c := events.Cursor()
@@ -133,6 +133,15 @@ func checkIndexes(ctx context.Context, tx *bbolt.Tx) error {
 				return bad(k, "%s entry %x points to %x", entry.name, entry.key, got)
 			}
 		}
+		nt, err := checkTagEntry(tags, k, &r)
+		if err != nil {
+			return err
+		}
+		nTags += uint64(nt)
+	}
+	// The tags bucket holds one entry per tag of every event.
+	if got := tags.Stats().KeyN; uint64(got) != nTags {
+		return fmt.Errorf("bolt: check: %w: tags has %d entries for %d tags of events", eventstore.ErrCorrupt, got, nTags)
 	}
 
 	// Every index holds n entries: the ones checked above, and no others.

@@ -173,7 +173,8 @@ func aggregatePages(aggregateID string, afterVersion uint64) func() pageFunc {
 			c := b.Cursor()
 			seek := index.AppendUint64(append(make([]byte, 0, len(prefix)+8), prefix...), after+1)
 			size := 0
-			for k, v := c.Seek(seek); k != nil && index.IsEventOf(k, prefix); k, v = c.Next() {
+			k, v := c.Seek(seek)
+			for ; k != nil && index.IsEventOf(k, prefix); k, v = c.Next() {
 				if pageFull(page, n, size) {
 					return page, true, nil
 				}
@@ -187,9 +188,30 @@ func aggregatePages(aggregateID string, afterVersion uint64) func() pageFunc {
 				walked = true
 				size += len(v)
 			}
+			if err := checkEventsStop(k, seek); err != nil {
+				return page, false, err
+			}
 			return page, false, checkVersion(c, prefix, after, walked)
 		}
 	}
+}
+
+// checkEventsStop checks the key k at which a walk of the events bucket
+// that began with a seek to seek left its range (nil: the bucket's end): a
+// sound file gives a well-formed events key after seek there. A damaged
+// branch page can send a cursor into a page of another bucket, or to keys
+// before its target, where the walk would otherwise just find nothing.
+func checkEventsStop(k, seek []byte) error {
+	if k == nil {
+		return nil
+	}
+	if bytes.Compare(k, seek) < 0 {
+		return corrupt("events key", k, fmt.Errorf("%w: a seek to %x landed before it", errMissing, seek))
+	}
+	if _, _, err := index.ParseEvent(k); err != nil {
+		return corrupt("events key", k, fmt.Errorf("%w: not an events key", errMissing))
+	}
+	return nil
 }
 
 // checkVersion is called when a walk over the events keys of the aggregate

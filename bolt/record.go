@@ -24,11 +24,13 @@ import (
 //	uint32 (always the 5-byte form 0xce)  CRC32C (Castagnoli) of the bytes after it
 //	array                                 the fields
 //
-// An event record's array has 8 fields:
+// An event record's array has 8 fields, or 9 for an event with tags:
 //
 //	[id bin(16), aggregateID str, type str, version uint, position uint,
 //	 timestamp int (microseconds since the Unix epoch), payload bin,
-//	 metadata map[str]str or nil]
+//	 metadata map[str]str or nil, tags [str, ...]]
+//
+// An event without tags has the 8-field record of format 1.
 //
 // A snapshot record's array has 5 fields:
 //
@@ -44,6 +46,7 @@ const crcSize = 5
 
 const (
 	eventFields    = 8
+	taggedFields   = 9 // an event record with tags
 	snapshotFields = 5
 )
 
@@ -95,6 +98,9 @@ func eventRecordSize(e *eventstore.Event) int {
 	for k, v := range e.Metadata {
 		n += 10 + len(k) + len(v)
 	}
+	for _, t := range e.Tags {
+		n += 3 + 2 + len(t)
+	}
 	return n
 }
 
@@ -103,7 +109,11 @@ func eventRecordSize(e *eventstore.Event) int {
 func appendEventRecord(dst []byte, e *eventstore.Event, id []byte) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0)
-	dst = append(dst, 0x90|eventFields)
+	if len(e.Tags) == 0 {
+		dst = append(dst, 0x90|eventFields)
+	} else {
+		dst = append(dst, 0x90|taggedFields)
+	}
 	dst = appendBin(dst, id)
 	dst = appendStr(dst, e.AggregateID)
 	dst = appendStr(dst, e.Type)
@@ -121,6 +131,12 @@ func appendEventRecord(dst []byte, e *eventstore.Event, id []byte) []byte {
 			dst = appendStr(dst, e.Metadata[k])
 		}
 	}
+	if len(e.Tags) > 0 {
+		dst = appendArrayLen(dst, len(e.Tags))
+		for _, t := range e.Tags {
+			dst = appendStr(dst, t)
+		}
+	}
 	sealRecord(dst[start:])
 	return dst
 }
@@ -133,6 +149,8 @@ type rawEvent struct {
 	payload              []byte
 	metaLen              int    // number of metadata pairs
 	meta                 []byte // the metadata pairs, msgpack
+	tagsLen              int    // number of tags
+	tags                 []byte // the tags, msgpack strs
 }
 
 // parseEventRecord checks and parses the record v.
@@ -150,7 +168,7 @@ func parseEventRecordTo(r *rawEvent, v []byte) error {
 		return err
 	}
 	n, b, ok := readArrayLen(b)
-	if !ok || n != eventFields {
+	if !ok || n != eventFields && n != taggedFields {
 		return errRecord
 	}
 	if r.id, b, ok = readBytes(b); !ok || len(r.id) != 16 {
@@ -186,10 +204,22 @@ func parseEventRecordTo(r *rawEvent, v []byte) error {
 			return errRecord
 		}
 	}
+	r.meta = r.meta[:len(r.meta)-len(b)]
+	r.tagsLen, r.tags = 0, nil
+	if n == taggedFields {
+		if r.tagsLen, b, ok = readArrayLen(b); !ok || r.tagsLen == 0 || r.tagsLen > eventstore.MaxTags {
+			return errRecord
+		}
+		r.tags = b
+		for range r.tagsLen {
+			if _, b, ok = readBytes(b); !ok {
+				return errRecord
+			}
+		}
+	}
 	if len(b) != 0 {
 		return errRecord
 	}
-	r.meta = r.meta[:len(r.meta)-len(b)]
 	return nil
 }
 
@@ -397,6 +427,16 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 	e.Position = r.position
 	e.Timestamp = time.UnixMicro(r.micros).UTC()
 	e.Payload = d.copyPayload(r.payload, i >= 0)
+	e.Tags = nil
+	if r.tagsLen > 0 {
+		e.Tags = make([]string, r.tagsLen)
+		b := r.tags
+		for j := range e.Tags {
+			var t []byte
+			t, b, _ = readBytes(b)
+			e.Tags[j] = d.intern(t)
+		}
+	}
 	e.Metadata = nil
 	if r.metaLen > 0 && i >= 0 && d.metaOwner != noMeta && bytes.Equal(r.meta, d.metaRaw) {
 		// The same metadata as the last event's: share its map.
@@ -624,6 +664,16 @@ func appendBin(dst []byte, b []byte) []byte {
 		dst = binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
 	}
 	return append(dst, b...)
+}
+
+func appendArrayLen(dst []byte, n int) []byte {
+	switch {
+	case n <= 15:
+		return append(dst, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(dst, 0xdd), uint32(n))
 }
 
 func appendMapLen(dst []byte, n int) []byte {

@@ -14,6 +14,7 @@ import (
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/index"
 	"github.com/eventstore-go/eventstore/internal/follow"
+	"github.com/eventstore-go/eventstore/storekit"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -35,7 +36,28 @@ const scanLimit = 16 * DefaultReadPageSize
 // merged by position; one without walks the positions bucket. An
 // AggregatePrefix is checked on the events key an entry points to, so an
 // event of another aggregate is never read.
+//
+// A filter with Tags or Items is read as Read reads it (see Read), up to
+// the head.
 func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	if len(filter.Tags) > 0 || len(filter.Items) > 0 {
+		plan := storekit.PlanFilter(filter)
+		return follow.Seq(ctx, s.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {
+			if head <= after || plan.None() {
+				return max(after, head), true
+			}
+			for e, err := range s.read(ctx, func() pageFunc { return queryPages(plan, after, head, scanLimit) }) {
+				if err != nil {
+					yield(eventstore.Event{}, err)
+					return 0, false
+				}
+				if !yield(e, nil) {
+					return 0, false
+				}
+			}
+			return head, true
+		})
+	}
 	types, none := filterTypes(filter.Types)
 	prefix := []byte(filter.AggregatePrefix)
 	return follow.Seq(ctx, s.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {

@@ -46,6 +46,7 @@ type Store struct {
 	log        []eventstore.Event             // the global log; log[p-1] has position p
 	aggs       map[string][]uint64            // aggregate ID -> positions in version order
 	types      map[string][]uint64            // event type -> positions
+	tags       map[string][]uint64            // tag -> positions
 	ids        map[string]uint64              // event ID -> position
 	byTime     []uint64                       // positions ordered by (timestamp, position)
 	aggTime    map[string][]uint64            // aggregate ID -> positions ordered by (timestamp, position)
@@ -68,6 +69,7 @@ func New(opts *Options) *Store {
 		maxPayload: o.MaxPayloadSize,
 		aggs:       make(map[string][]uint64),
 		types:      make(map[string][]uint64),
+		tags:       make(map[string][]uint64),
 		ids:        make(map[string]uint64),
 		aggTime:    make(map[string][]uint64),
 		snapshots:  make(map[string]eventstore.Snapshot),
@@ -95,7 +97,12 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 	if s.closed {
 		return nil, eventstore.ErrClosed
 	}
+	return s.appendLocked(events, prepared, nil)
+}
 
+// appendLocked stores prepared, the events the caller passed as events,
+// on the condition cond (none when nil). s.mu is held.
+func (s *Store) appendLocked(events, prepared []eventstore.Event, cond *eventstore.Condition) ([]eventstore.Event, error) {
 	// A call whose IDs are already stored is a retry or a duplicate.
 	var stored []eventstore.Event
 	var found []bool
@@ -115,19 +122,29 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		return cloneAll(stored), nil
 	}
 
-	aggID := prepared[0].AggregateID
-	if err := storekit.AssignVersions(prepared, uint64(len(s.aggs[aggID]))); err != nil {
-		return nil, err
+	if cond != nil {
+		if p, ok := s.firstMatch(storekit.PlanFilter(cond.FailIfEventsMatch), cond.After); ok {
+			return nil, &eventstore.ConditionError{After: cond.After, Position: p}
+		}
+	}
+	for _, group := range storekit.Groups(prepared) {
+		aggID := prepared[group[0]].AggregateID
+		if err := storekit.AssignGroupVersions(prepared, group, uint64(len(s.aggs[aggID]))); err != nil {
+			return nil, err
+		}
 	}
 	for i := range prepared {
 		e := &prepared[i]
 		e.Position = uint64(len(s.log)) + 1
 		s.log = append(s.log, *e)
-		s.aggs[aggID] = append(s.aggs[aggID], e.Position)
+		s.aggs[e.AggregateID] = append(s.aggs[e.AggregateID], e.Position)
 		s.types[e.Type] = append(s.types[e.Type], e.Position)
+		for _, t := range e.Tags {
+			s.tags[t] = append(s.tags[t], e.Position)
+		}
 		s.ids[e.ID] = e.Position
 		s.byTime = s.insertByTime(s.byTime, e.Position)
-		s.aggTime[aggID] = s.insertByTime(s.aggTime[aggID], e.Position)
+		s.aggTime[e.AggregateID] = s.insertByTime(s.aggTime[e.AggregateID], e.Position)
 	}
 	s.signal.Publish(uint64(len(s.log)))
 	// The log keeps its own copies; the caller gets others.
@@ -291,6 +308,7 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.signal.Close()
+	s.tags = nil
 	s.log, s.aggs, s.types, s.ids, s.byTime, s.aggTime, s.snapshots, s.checkpoints = nil, nil, nil, nil, nil, nil, nil, nil
 	return nil
 }
@@ -299,6 +317,7 @@ func (s *Store) Close() error {
 func clone(e eventstore.Event) eventstore.Event {
 	e.Payload = bytes.Clone(e.Payload)
 	e.Metadata = maps.Clone(e.Metadata)
+	e.Tags = slices.Clone(e.Tags)
 	return e
 }
 
@@ -311,6 +330,7 @@ type copier struct {
 
 func (c *copier) copy(e eventstore.Event) eventstore.Event {
 	e.Payload = bytes.Clone(e.Payload)
+	e.Tags = slices.Clone(e.Tags)
 	switch {
 	case len(e.Metadata) == 0:
 		e.Metadata = nil

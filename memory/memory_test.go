@@ -32,6 +32,14 @@ func TestPayloadLimit(t *testing.T) {
 	})
 }
 
+func TestImportConformance(t *testing.T) {
+	storetest.RunImport(t, func(t *testing.T) eventstore.Store {
+		s := memory.New(nil)
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 func TestCheckpointConformance(t *testing.T) {
 	storetest.RunCheckpoints(t, func(t *testing.T) storetest.CheckpointingStore {
 		s := memory.New(nil)

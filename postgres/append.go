@@ -68,6 +68,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		timestamps = make([]pgtype.Timestamptz, n)
 		payloads   = make([]string, n)
 		metadata   = make([]*string, n)
+		tags       = make([]*string, n)
 		size       = 0
 	)
 	for i, e := range prepared {
@@ -85,6 +86,9 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 			metadata[i] = &ms
 			size += len(ms)
 		}
+		if tags[i], err = tagsJSON(e.Tags); err != nil {
+			return nil, err
+		}
 	}
 	// The first version asked for; 0 appends at the end. A version beyond
 	// bigint never matches, and AssignVersions below reports the conflict.
@@ -95,7 +99,7 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 
 	r := &appendReq{
 		ctx:  ctx,
-		args: []any{ids, aggID, types, timestamps, payloads, metadata, first, n},
+		args: []any{ids, aggID, types, timestamps, payloads, metadata, first, n, tags},
 		size: size,
 		done: make(chan appendResult, 1),
 	}

@@ -33,8 +33,9 @@ func scanEvent(rows pgx.CollectableRow, mr *metaReader) (eventstore.Event, error
 		ts       time.Time
 		payload  []byte
 		meta     []byte
+		tags     []string
 	)
-	if err := rows.Scan(&id, &position, &e.AggregateID, &e.Type, &version, &ts, &payload, &meta); err != nil {
+	if err := rows.Scan(&id, &position, &e.AggregateID, &e.Type, &version, &ts, &payload, &meta, &tags); err != nil {
 		return eventstore.Event{}, err
 	}
 	e.ID = uuid.UUID(id.Bytes).String()
@@ -42,6 +43,9 @@ func scanEvent(rows pgx.CollectableRow, mr *metaReader) (eventstore.Event, error
 	e.Version = uint64(version)
 	e.Timestamp = ts.UTC()
 	e.Payload = payload
+	if len(tags) > 0 {
+		e.Tags = tags
+	}
 	var err error
 	if e.Metadata, err = mr.decode(meta); err != nil {
 		return eventstore.Event{}, fmt.Errorf("metadata of event %s: %w", e.ID, err)

@@ -17,7 +17,17 @@ type queries struct {
 }
 
 // eventColumns are the columns scanEvent reads, in its order.
-const eventColumns = `id, position, aggregate_id, event_type, version, timestamp, payload, metadata`
+const eventColumns = `id, position, aggregate_id, event_type, version, timestamp, payload, metadata, tags`
+
+// tagsFromJSON turns the JSON array text u.tags (NULL for no tags) into
+// the text[] of the tags column, in order.
+var tagsFromJSON = tagsFrom("u")
+
+// tagsFrom is tagsFromJSON of the row alias.tags.
+func tagsFrom(alias string) string {
+	return `CASE WHEN ` + alias + `.tags IS NULL THEN NULL ELSE ARRAY(
+	SELECT x.t FROM jsonb_array_elements_text(` + alias + `.tags::jsonb) WITH ORDINALITY AS x(t, i) ORDER BY x.i) END`
+}
 
 func newQueries(schema string) queries {
 	events := schema + ".events"
@@ -32,7 +42,8 @@ func newQueries(schema string) queries {
 		// the last position; and when no ID is stored and the first version
 		// $7 is 0 (any) or the aggregate's version + 1, it inserts the
 		// events of aggregate $2 at the next versions and positions and
-		// advances log_head by $8, the number of events.
+		// advances log_head by $8, the number of events. $9 holds each
+		// event's tags as a JSON array, or NULL.
 		append: `WITH cur AS (
 				SELECT coalesce(max(version), 0) AS version FROM ` + events + ` WHERE aggregate_id = $2
 			), dup AS (
@@ -44,9 +55,10 @@ func newQueries(schema string) queries {
 				WHERE dup.n = 0 AND ($7::bigint = 0 OR $7::bigint = cur.version + 1)
 			), ins AS (
 				INSERT INTO ` + events + ` (` + eventColumns + `)
-				SELECT u.id, ok.position + u.n, $2, u.event_type, ok.version + u.n, u.timestamp, u.payload::json, u.metadata::jsonb
-				FROM ok, unnest($1::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-					WITH ORDINALITY AS u(id, event_type, timestamp, payload, metadata, n)
+				SELECT u.id, ok.position + u.n, $2, u.event_type, ok.version + u.n, u.timestamp, u.payload::json, u.metadata::jsonb,
+					` + tagsFromJSON + `
+				FROM ok, unnest($1::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $9::text[])
+					WITH ORDINALITY AS u(id, event_type, timestamp, payload, metadata, tags, n)
 			), upd AS (
 				UPDATE ` + schema + `.log_head AS h SET position = h.position + $8::bigint FROM ok WHERE h.id
 			)

@@ -7,10 +7,8 @@ import (
 	"iter"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -174,13 +172,13 @@ func (s *Store) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, listenSQL s
 // its subscriptions, and reads the head every Options.PollInterval as a
 // fallback; when that connection is lost, it reconnects. A woken
 // subscription reads the events after the last position it looked at
-// through the pool, a page per query, filtered by SQL (event_type =
-// ANY(...), starts_with(aggregate_id, ...)): as positions commit in order
+// through the pool, a page per query, filtered by SQL as Read is (see
+// filterSQL): as positions commit in order
 // (see "Positions"), it never skips one. NOTIFY makes concurrent commits in
 // the database take a lock in turn; appends of a store take one anyway.
 func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter eventstore.Filter) iter.Seq2[eventstore.Event, error] {
 	s.startLive()
-	sql, types, prefix, none := s.subscribeSQL(filter)
+	sql, fargs, none := s.subscribeSQL(filter)
 	return follow.Seq(ctx, &s.live.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {
 		if none || after >= math.MaxInt64 {
 			return max(after, head), true
@@ -191,14 +189,7 @@ func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter even
 			if lastRead != nil {
 				from = lastRead.Position
 			}
-			args := []any{int64(from), limit}
-			if types != nil {
-				args = append(args, types)
-			}
-			if prefix != "" {
-				args = append(args, prefix)
-			}
-			return sql, args
+			return sql, append([]any{int64(from), limit}, fargs...)
 		})
 		for e, err := range read {
 			if err != nil {
@@ -219,46 +210,14 @@ func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter even
 }
 
 // subscribeSQL returns the query of a subscription with filter and its
-// arguments beyond position ($1) and limit ($2): the types and the
-// aggregate ID prefix, when the filter has them. none reports a filter that
-// no event can match. A prefix with bytes that are not UTF-8 is cut where
-// they start (the query then selects more, and Subscribe applies
-// Filter.Match): PostgreSQL text holds UTF-8 only.
-func (s *Store) subscribeSQL(filter eventstore.Filter) (sql string, types []string, prefix string, none bool) {
-	var b strings.Builder
-	b.WriteString(`SELECT ` + eventColumns + ` FROM ` + s.schemaSQL() + `.events WHERE position > $1`)
-	n := 2
-	if len(filter.Types) > 0 {
-		types = make([]string, 0, len(filter.Types))
-		for _, t := range filter.Types {
-			if validName(t) {
-				types = append(types, t)
-			}
-		}
-		if len(types) == 0 {
-			return "", nil, "", true
-		}
-		n++
-		b.WriteString(` AND event_type = ANY($` + strconv.Itoa(n) + `::text[])`)
+// arguments beyond position ($1) and limit ($2) (see filterSQL). none
+// reports a filter that no event can match.
+func (s *Store) subscribeSQL(filter eventstore.Filter) (sql string, args []any, none bool) {
+	cond, args, none := filterSQL(filter, 3)
+	if none {
+		return "", nil, true
 	}
-	prefix = filter.AggregatePrefix
-	if containsNUL(prefix) || len(prefix) > eventstore.MaxNameLength {
-		return "", nil, "", true
-	}
-	for i, r := range prefix {
-		if r == utf8.RuneError {
-			if _, size := utf8.DecodeRuneInString(prefix[i:]); size == 1 {
-				prefix = prefix[:i]
-				break
-			}
-		}
-	}
-	if prefix != "" {
-		n++
-		b.WriteString(` AND starts_with(aggregate_id, $` + strconv.Itoa(n) + `)`)
-	}
-	b.WriteString(` ORDER BY position LIMIT $2`)
-	return b.String(), types, prefix, false
+	return `SELECT ` + eventColumns + ` FROM ` + s.schemaSQL() + `.events WHERE position > $1 AND ` + cond + ` ORDER BY position LIMIT $2`, args, false
 }
 
 // Head implements eventstore.Store: the position in log_head, which an

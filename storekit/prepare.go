@@ -1,8 +1,9 @@
 // Package storekit holds what those who write an eventstore.Store share: the
 // rules that decide which events an Append accepts ([Prepare]), how versions
 // are checked and assigned ([AssignVersions]), what a repeated Append means
-// ([CheckRetry]) and which snapshots a SnapshotStore accepts
-// ([PrepareSnapshot]). Every backend in this module calls them, so every
+// ([CheckRetry]), which snapshots a SnapshotStore accepts
+// ([PrepareSnapshot]), and how a Filter is served from indexes
+// ([PlanFilter]). Every backend in this module calls them, so every
 // backend accepts and rejects the same input and treats retries and
 // conflicts alike; package storetest then checks the rest of the behaviour.
 //
@@ -13,7 +14,9 @@ package storekit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -46,9 +49,25 @@ var (
 //     holds a NUL byte, or more than eventstore.MaxMetadataSize bytes of keys and
 //     values;
 //   - a Timestamp outside the years 1 to 9999;
+//   - Tags with an empty tag, one longer than eventstore.MaxTagLength, not
+//     UTF-8 or holding a NUL byte, the same tag twice, or more than
+//     eventstore.MaxTags of them;
 //   - events of more than one aggregate, the same ID twice, versions that
 //     mix zero and non-zero, or non-zero versions that are not consecutive.
+//
+// Tags are copied in their order, nil when empty.
 func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, error) {
+	return prepare(events, maxPayload, false)
+}
+
+// PrepareAppendIf is Prepare for Store.AppendIf: the events may belong to
+// several aggregates, and the version rules hold among the events of each
+// aggregate (in call order).
+func PrepareAppendIf(events []eventstore.Event, maxPayload int) ([]eventstore.Event, error) {
+	return prepare(events, maxPayload, true)
+}
+
+func prepare(events []eventstore.Event, maxPayload int, multi bool) ([]eventstore.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -58,68 +77,29 @@ func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, err
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	out := make([]eventstore.Event, len(events))
 	for i, e := range events {
-		if err := checkName(e.AggregateID); err != "" {
-			return nil, invalid(i, "AggregateID", err)
+		if err := checkNames(i, e); err != nil {
+			return nil, err
 		}
-		if err := checkName(e.Type); err != "" {
-			return nil, invalid(i, "Type", err)
-		}
-		if i > 0 && e.AggregateID != events[0].AggregateID {
+		if !multi && i > 0 && e.AggregateID != events[0].AggregateID {
 			return nil, invalid(i, "AggregateID", "events of one Append must belong to one aggregate")
 		}
-		if e.ID == "" {
-			e.ID = uuid.Must(uuid.NewV7()).String()
-		} else {
-			id, err := uuid.Parse(e.ID)
-			if err != nil {
-				return nil, invalid(i, "ID", "not a UUID")
-			}
-			e.ID = id.String()
-		}
-		if len(e.Payload) > maxPayload {
-			return nil, invalid(i, "Payload", "larger than the limit")
-		}
-		if !utf8.Valid(e.Payload) || !json.Valid(e.Payload) {
-			return nil, invalid(i, "Payload", "not a JSON document in UTF-8")
-		}
-		e.Payload = bytes.Clone(e.Payload)
-		metaSize := 0
-		for k, v := range e.Metadata {
-			metaSize += len(k) + len(v)
-			if k == "" {
-				return nil, invalid(i, "Metadata", "empty key")
-			}
-			if !validString(k) || !validString(v) {
-				return nil, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
-			}
-		}
-		if metaSize > eventstore.MaxMetadataSize {
-			return nil, invalid(i, "Metadata", "larger than 64 KiB")
-		}
-		if len(e.Metadata) == 0 {
-			e.Metadata = nil
-		} else {
-			e.Metadata = maps.Clone(e.Metadata)
-		}
-		if e.Timestamp.IsZero() {
-			e.Timestamp = now
-		} else {
-			e.Timestamp = eventstore.NormalizeTime(e.Timestamp)
-			if e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp) {
-				return nil, invalid(i, "Timestamp", "outside the years 1 to 9999")
-			}
-		}
-		if i > 0 {
-			first := events[0].Version
-			switch {
-			case (first == 0) != (e.Version == 0):
-				return nil, invalid(i, "Version", "versions mix zero and non-zero")
-			case first != 0 && e.Version != first+uint64(i):
-				return nil, invalid(i, "Version", "versions are not consecutive")
-			}
+		e, err := prepareEvent(i, e, maxPayload, now)
+		if err != nil {
+			return nil, err
 		}
 		e.Position = 0
 		out[i] = e
+	}
+	for _, group := range Groups(out) {
+		first := out[group[0]].Version
+		for k, i := range group[1:] {
+			switch v := out[i].Version; {
+			case (first == 0) != (v == 0):
+				return nil, invalid(i, "Version", "versions mix zero and non-zero")
+			case first != 0 && v != first+uint64(k+1):
+				return nil, invalid(i, "Version", "versions are not consecutive")
+			}
+		}
 	}
 	if len(out) > 1 {
 		seen := make(map[string]struct{}, len(out))
@@ -131,6 +111,75 @@ func Prepare(events []eventstore.Event, maxPayload int) ([]eventstore.Event, err
 		}
 	}
 	return out, nil
+}
+
+// checkNames checks the AggregateID and Type of e, the event at index i.
+func checkNames(i int, e eventstore.Event) error {
+	if err := checkName(e.AggregateID); err != "" {
+		return invalid(i, "AggregateID", err)
+	}
+	if err := checkName(e.Type); err != "" {
+		return invalid(i, "Type", err)
+	}
+	return nil
+}
+
+// prepareEvent applies Prepare's rules for one event's ID, Payload, Tags,
+// Metadata and Timestamp to e, the event at index i, and returns the copy
+// to store. now replaces a zero Timestamp. Its names are checked by
+// checkNames.
+func prepareEvent(i int, e eventstore.Event, maxPayload int, now time.Time) (eventstore.Event, error) {
+	if e.ID == "" {
+		e.ID = uuid.Must(uuid.NewV7()).String()
+	} else {
+		id, err := uuid.Parse(e.ID)
+		if err != nil {
+			return e, invalid(i, "ID", "not a UUID")
+		}
+		e.ID = id.String()
+	}
+	if len(e.Payload) > maxPayload {
+		return e, invalid(i, "Payload", "larger than the limit")
+	}
+	if !utf8.Valid(e.Payload) || !json.Valid(e.Payload) {
+		return e, invalid(i, "Payload", "not a JSON document in UTF-8")
+	}
+	e.Payload = bytes.Clone(e.Payload)
+	if reason := checkTags(e.Tags); reason != "" {
+		return e, invalid(i, "Tags", reason)
+	}
+	if len(e.Tags) == 0 {
+		e.Tags = nil
+	} else {
+		e.Tags = slices.Clone(e.Tags)
+	}
+	metaSize := 0
+	for k, v := range e.Metadata {
+		metaSize += len(k) + len(v)
+		if k == "" {
+			return e, invalid(i, "Metadata", "empty key")
+		}
+		if !validString(k) || !validString(v) {
+			return e, invalid(i, "Metadata", "key or value not UTF-8 or holds a NUL byte")
+		}
+	}
+	if metaSize > eventstore.MaxMetadataSize {
+		return e, invalid(i, "Metadata", "larger than 64 KiB")
+	}
+	if len(e.Metadata) == 0 {
+		e.Metadata = nil
+	} else {
+		e.Metadata = maps.Clone(e.Metadata)
+	}
+	if e.Timestamp.IsZero() {
+		e.Timestamp = now
+	} else {
+		e.Timestamp = eventstore.NormalizeTime(e.Timestamp)
+		if e.Timestamp.Before(minTimestamp) || e.Timestamp.After(maxTimestamp) {
+			return e, invalid(i, "Timestamp", "outside the years 1 to 9999")
+		}
+	}
+	return e, nil
 }
 
 // AssignVersions checks the prepared events of one Append against their
@@ -153,6 +202,58 @@ func AssignVersions(events []eventstore.Event, current uint64) error {
 	return nil
 }
 
+// Groups returns the indexes of events by aggregate: one slice of indexes
+// per aggregate, in call order, the aggregates in the order they first
+// appear.
+func Groups(events []eventstore.Event) [][]int {
+	if len(events) == 0 {
+		return nil
+	}
+	single := true
+	for _, e := range events[1:] {
+		if e.AggregateID != events[0].AggregateID {
+			single = false
+			break
+		}
+	}
+	if single {
+		idx := make([]int, len(events))
+		for i := range idx {
+			idx[i] = i
+		}
+		return [][]int{idx}
+	}
+	var groups [][]int
+	at := make(map[string]int)
+	for i, e := range events {
+		g, ok := at[e.AggregateID]
+		if !ok {
+			g = len(groups)
+			at[e.AggregateID] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// AssignGroupVersions is AssignVersions for the events of one aggregate
+// among events of several: events[idx[0]], events[idx[1]], ... (a slice
+// of Groups).
+func AssignGroupVersions(events []eventstore.Event, idx []int, current uint64) error {
+	e0 := events[idx[0]]
+	if first := e0.Version; first != 0 {
+		if first != current+1 {
+			return &eventstore.ConflictError{AggregateID: e0.AggregateID, Expected: first - 1, Actual: current}
+		}
+		return nil
+	}
+	for k, i := range idx {
+		events[i].Version = current + 1 + uint64(k)
+	}
+	return nil
+}
+
 // CheckRetry decides what an Append means when some of its event IDs are
 // already stored. requested are the events as the caller passed them to
 // Append, after Prepare accepted them; stored[i] is the stored event whose ID
@@ -164,10 +265,27 @@ func AssignVersions(events []eventstore.Event, current uint64) error {
 // type, payload bytes and metadata, and with the same version and timestamp
 // wherever the request set them. The store then returns stored and writes
 // nothing. Otherwise it returns a *DuplicateEventError.
+//
+// For AppendIf, whose events may belong to several aggregates, the
+// versions must be consecutive among the events of each aggregate.
 func CheckRetry(requested, stored []eventstore.Event, found []bool) error {
+	type run struct {
+		first uint64 // the stored version of the aggregate's first event
+		n     uint64 // its events so far
+	}
+	runs := make(map[string]*run, 1)
 	for i, r := range requested {
-		if !found[i] || !sameEvent(r, stored[i]) ||
-			stored[i].Version != stored[0].Version+uint64(i) {
+		ok := found[i] && sameEvent(r, stored[i])
+		if ok {
+			g := runs[stored[i].AggregateID]
+			if g == nil {
+				g = &run{first: stored[i].Version}
+				runs[stored[i].AggregateID] = g
+			}
+			ok = stored[i].Version == g.first+g.n
+			g.n++
+		}
+		if !ok {
 			// Name an ID that is stored: that is the one the caller must look at.
 			for j := range requested {
 				if found[j] {
@@ -186,6 +304,7 @@ func sameEvent(requested, stored eventstore.Event) bool {
 		requested.Type == stored.Type &&
 		bytes.Equal(requested.Payload, stored.Payload) &&
 		maps.Equal(requested.Metadata, stored.Metadata) &&
+		slices.Equal(requested.Tags, stored.Tags) &&
 		(requested.Version == 0 || requested.Version == stored.Version) &&
 		(requested.Timestamp.IsZero() || eventstore.NormalizeTime(requested.Timestamp).Equal(stored.Timestamp))
 }
@@ -206,6 +325,32 @@ func checkName(s string) string {
 	}
 	return ""
 }
+
+// checkTags returns why tags are not valid Event.Tags, or "".
+func checkTags(tags []string) string {
+	if len(tags) > eventstore.MaxTags {
+		return "more than 32 tags"
+	}
+	for i, t := range tags {
+		if !ValidTag(t) {
+			return fmt.Sprintf("tag %d is empty, longer than 256 bytes, not UTF-8 or holds a NUL byte", i)
+		}
+		if slices.Contains(tags[:i], t) {
+			return fmt.Sprintf("tag %q twice", t)
+		}
+	}
+	return ""
+}
+
+// ValidTag reports whether an event can carry tag t: 1 to
+// eventstore.MaxTagLength bytes of UTF-8 with no NUL byte.
+func ValidTag(t string) bool {
+	return t != "" && len(t) <= eventstore.MaxTagLength && validString(t)
+}
+
+// ValidName reports whether an event can have s as its AggregateID or
+// Type.
+func ValidName(s string) bool { return checkName(s) == "" }
 
 func validString(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)

@@ -61,6 +61,9 @@ func Run(t *testing.T, newStore NewStore) {
 		{"InvalidInput", testInvalidInput},
 		{"Close", testClose},
 		{"Subscribe", testSubscribe},
+		{"Tags", testTags},
+		{"Query", testQuery},
+		{"Condition", testCondition},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
 	}
@@ -111,6 +114,10 @@ func requireSameEvents(t *testing.T, want, got []eventstore.Event) {
 		require.Equal(t, time.UTC, g.Timestamp.Location(), "event %d Timestamp location", i)
 		require.Equal(t, w.Version, g.Version, "event %d Version", i)
 		require.Equal(t, w.Position, g.Position, "event %d Position", i)
+		require.Equal(t, len(w.Tags), len(g.Tags), "event %d Tags", i)
+		for j := range w.Tags {
+			require.Equal(t, w.Tags[j], g.Tags[j], "event %d Tags[%d]", i, j)
+		}
 	}
 }
 

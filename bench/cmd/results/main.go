@@ -5,8 +5,9 @@
 //
 // `make bench` runs it as
 //
-//	go run ./bench/cmd/results -o bench/RESULTS.md
+//	cd bench && go run ./cmd/results -o RESULTS.md
 //
+// and writes the charts (throughput.png, latency.png) beside the report.
 // Flags select the benchmarks (-bench), their duration (-benchtime) and
 // repetitions (-count, whose median it reports); -in reads the output of an
 // earlier `go test -bench` run instead of running one.
@@ -20,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -30,13 +32,14 @@ func main() {
 	bench := flag.String("bench", ".", "the -bench regexp")
 	benchtime := flag.String("benchtime", "1s", "the -benchtime of each benchmark")
 	count := flag.Int("count", 1, "runs of each benchmark; the report shows the median")
-	pkg := flag.String("pkg", "./bench", "the package holding the benchmarks")
+	pkg := flag.String("pkg", ".", "the package holding the benchmarks")
+	charts := flag.Bool("charts", true, "write PNG charts beside the -o report")
 	timeout := flag.String("timeout", "60m", "the -timeout of the go test run")
 	in := flag.String("in", "", "read benchmark output from this file instead of running go test")
 	repeat := flag.Int("repeat", 4, "extra runs of the benchmarks the aims compare, which a busy machine makes noisy")
-	repeatBench := flag.String("repeat-bench", `Append/^(bolt|rawbolt)(-nosync|-grouped)?$/(batch=1|parallel=64)$`,
+	repeatBench := flag.String("repeat-bench", `Append/^(bolt|rawbolt|sqlite)(-nosync|-grouped)?$/(batch=1|parallel=64)$`,
 		"appends to run -repeat more times, each in its own go test (the disk's state carries over within one)")
-	repeatReplay := flag.String("repeat-replay", `Replay/^(bolt|rawbolt)$/(all|aggregate=100k)$`,
+	repeatReplay := flag.String("repeat-replay", `Replay/^(bolt|rawbolt|sqlite)$/(all|aggregate=100k)$`,
 		"replays to run -repeat more times, in one go test with -count (which loads the fixtures once)")
 	flag.Parse()
 
@@ -75,7 +78,14 @@ func main() {
 		fatal(fmt.Errorf("no benchmark results in the output"))
 	}
 	env := describe(command, res)
-	report := render(env, res, raw)
+	var written []string
+	if *out != "" && *charts {
+		written, err = writeCharts(filepath.Dir(*out), res)
+		if err != nil {
+			fatal(fmt.Errorf("charts: %w", err))
+		}
+	}
+	report := render(env, res, raw, written)
 	fmt.Print("\n" + renderTables(res))
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(report), 0o644); err != nil {

@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/bolt"
+	"github.com/eventstore-go/eventstore/postgres"
+	"github.com/eventstore-go/eventstore/replicate"
+)
+
+// replicateEvents is the size of the source of BenchmarkReplicate.
+const replicateEvents = 1_000_000
+
+var (
+	replicateOnce sync.Once
+	replicatePath string
+	replicateErr  error
+)
+
+// replicateSource returns the path of a bolt file holding replicateEvents
+// events of about 200-byte payloads (10,000 aggregates of 100), made once
+// per run through Import with fsync off, then closed.
+func replicateSource(b *testing.B) string {
+	replicateOnce.Do(func() {
+		replicatePath = filepath.Join(workdir, "replicate-src.db")
+		s, err := bolt.Open(replicatePath, &bolt.Options{UnsafeNoSync: true})
+		if err != nil {
+			replicateErr = err
+			return
+		}
+		defer s.Close()
+		pad := strings.Repeat("x", 60)
+		ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		const aggs, perAgg, call = 10_000, 100, eventstore.MaxImportEvents
+		batch := make([]eventstore.Event, 0, call)
+		n := 0
+		for v := 1; v <= perAgg; v++ {
+			for a := range aggs {
+				e := event(fmt.Sprintf("device-%05d", a), uint64(v), n, n/call)
+				e.ID = uuid.Must(uuid.NewV7()).String()
+				e.Timestamp = ts.Add(time.Duration(n) * time.Millisecond)
+				e.Payload = fmt.Appendf(nil, `{"pad":%q,%s`, pad, e.Payload[1:]) // ~200 bytes
+				batch = append(batch, e)
+				n++
+				if len(batch) == call {
+					if _, err := s.Import(context.Background(), batch); err != nil {
+						replicateErr = err
+						return
+					}
+					batch = batch[:0]
+				}
+			}
+		}
+		atExit(func() { os.Remove(replicatePath) })
+	})
+	if replicateErr != nil {
+		b.Fatal(replicateErr)
+	}
+	return replicatePath
+}
+
+// BenchmarkReplicate copies a bolt file of 1,000,000 events into an empty
+// bolt file (durable) and into an empty PostgreSQL schema with
+// replicate.Copy, in batches of 1,000. The source is built once, outside
+// the timer; each iteration copies everything into a fresh destination.
+// It runs only under -bench, as every benchmark: at this size it takes
+// about a minute a case.
+func BenchmarkReplicate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		open func(b *testing.B) (replicate.Destination, func())
+	}{
+		{"bolt-to-bolt", func(b *testing.B) (replicate.Destination, func()) {
+			path := filepath.Join(workdir, fmt.Sprintf("replicate-dst-%d.db", time.Now().UnixNano()))
+			s, err := bolt.Open(path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s, func() { s.Close(); os.Remove(path) }
+		}},
+		{"bolt-to-postgres", func(b *testing.B) (replicate.Destination, func()) {
+			if err := pgReachable(); err != nil {
+				b.Skipf("no PostgreSQL at %s: %v", postgresDSN(), err)
+			}
+			h := openPostgres(b, false, false)
+			return h.target.(*postgres.Store), func() { h.Close(); h.cleanup() }
+		}},
+	} {
+		b.Run(fmt.Sprintf("%s/events=%d", tc.name, replicateEvents), func(b *testing.B) {
+			src, err := bolt.Open(replicateSource(b), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer src.Close()
+			copied := 0
+			var elapsed time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				dst, done := tc.open(b)
+				b.StartTimer()
+				stats, err := replicate.Copy(context.Background(), src, dst, &replicate.Options{Checkpoint: "from:bench"})
+				b.StopTimer()
+				elapsed += stats.Duration
+				done()
+				b.StartTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if stats.Copied != replicateEvents {
+					b.Fatalf("copied %d events, want %d", stats.Copied, replicateEvents)
+				}
+				copied += int(stats.Copied)
+			}
+			b.ReportMetric(float64(copied)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/copy")
+		})
+	}
+}

@@ -1,0 +1,13 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/storetest"
+)
+
+func TestImportConformance(t *testing.T) {
+	admin(t)
+	storetest.RunImport(t, func(t *testing.T) eventstore.Store { return mustOpen(t, nil) })
+}
