@@ -52,9 +52,6 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		return nil, err
 	}
 	defer s.exit()
-	if s.readOnly {
-		return nil, s.errReadOnly()
-	}
 	prepared, err := storekit.Prepare(events, s.maxPayload)
 	if err != nil || len(prepared) == 0 {
 		return nil, err
@@ -78,6 +75,10 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 // still queued. A lone writer thus commits at once, and appends that arrive
 // during a commit share the next one.
 func (s *Store) submit(r *appendReq) {
+	if s.readOnly { // Append and AppendIf
+		r.err = s.errReadOnly()
+		return
+	}
 	s.qmu.Lock()
 	s.queue = append(s.queue, r)
 	if s.leading {

@@ -42,6 +42,13 @@ func TestOpen_ReadOnly(t *testing.T) {
 		require.ErrorIs(t, r.SaveCheckpoint(ctx, "c", 2), bolt.ErrReadOnly)
 		require.ErrorIs(t, r.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: "a", Version: 1, State: []byte("s")}), bolt.ErrReadOnly)
 		require.ErrorIs(t, r.DeleteSnapshot(ctx, "a"), bolt.ErrReadOnly)
+		_, err = r.AppendIf(ctx, eventstore.Condition{}, eventstore.Event{AggregateID: "b", Type: "T", Payload: []byte(`{}`)})
+		require.ErrorIs(t, err, bolt.ErrReadOnly)
+		e, err := eventstore.NewEvent("c", "T", 1)
+		require.NoError(t, err)
+		e.Version, e.Timestamp = 1, time.Now()
+		_, err = r.Import(ctx, []eventstore.Event{e})
+		require.ErrorIs(t, err, bolt.ErrReadOnly)
 	})
 
 	t.Run("ReadersShareWriterExcluded", func(t *testing.T) {
