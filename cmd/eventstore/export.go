@@ -37,10 +37,10 @@ position order, with all its fields:
 
   {"id":"0190a1b2-...","aggregate_id":"user-1","type":"UserCreated","version":1,
    "position":1,"timestamp":"2024-05-01T12:00:00.123456Z",
-   "metadata":{"correlation_id":"..."},"payload":{"name":"Ada"}}
+   "metadata":{"correlation_id":"..."},"tags":["org:7"],"payload":{"name":"Ada"}}
 
 (one line in the file). timestamp is RFC 3339 in UTC with microseconds;
-metadata is left out when the event has none; payload is the payload's JSON
+metadata and tags are left out when the event has none; payload is the payload's JSON
 byte for byte. A payload containing a line break (pretty-printed JSON) is
 written instead as "payload_text", a JSON string holding its exact bytes,
 since NDJSON lines cannot break. Readers must refuse a header with another

@@ -12,7 +12,7 @@ import (
 func newLogCmd(g *globals) *cobra.Command {
 	var (
 		after        uint64
-		types        []string
+		types, tags  []string
 		prefix       string
 		since, until string
 		n            int
@@ -23,7 +23,8 @@ func newLogCmd(g *globals) *cobra.Command {
 		Long: `log prints the global log in position order, from the position after
 --after up to the head when it starts.
 
-Filters combine: --type (repeat it for several types), --prefix (aggregate IDs
+Filters combine: --type (repeat it for several types), --tag (repeat it:
+events carrying all of them), --prefix (aggregate IDs
 starting with these bytes), --since and --until (timestamps in
 [since, until), RFC 3339 or a date; timestamps do not order the log, so this
 filters, it does not seek), -n (at most N events).`,
@@ -54,7 +55,7 @@ filters, it does not seek), -n (at most N events).`,
 			if err != nil {
 				return err
 			}
-			f := eventstore.Filter{Types: types, AggregatePrefix: prefix}
+			f := eventstore.Filter{Types: types, Tags: tags, AggregatePrefix: prefix}
 			var events iter.Seq2[eventstore.Event, error]
 			if len(types) == 1 {
 				events = s.ReadType(ctx, types[0], after)
@@ -84,6 +85,7 @@ filters, it does not seek), -n (at most N events).`,
 	fl := c.Flags()
 	fl.Uint64Var(&after, "after", 0, "start after this position")
 	fl.StringArrayVar(&types, "type", nil, "only events of this type (repeat for several)")
+	fl.StringArrayVar(&tags, "tag", nil, "only events carrying this tag (repeat: all of them)")
 	fl.StringVar(&prefix, "prefix", "", "only events of aggregates whose ID starts with these bytes")
 	fl.StringVar(&since, "since", "", "only events with a timestamp at or after this time")
 	fl.StringVar(&until, "until", "", "only events with a timestamp before this time")

@@ -15,6 +15,8 @@
 //	log STORE               the global log, filtered
 //	tail STORE [-f]         the last events; -f follows new ones
 //	export STORE [-o FILE]  every event as NDJSON (.gz by name)
+//	import STORE FILE       an export into any store; a rerun adds nothing
+//	copy SRC DST            any store into any other, resumable
 //	verify STORE            checksums, indexes, gapless positions, versions
 //	backup STORE FILE       a consistent copy of a bolt file
 //	compact SRC DST         a bolt file rewritten smaller, then verified
@@ -22,7 +24,7 @@
 // Output is an aligned table for people, or NDJSON with --json; times are
 // RFC 3339 in UTC. Messages go to stderr. The exit status is 0 when all is
 // well, 1 when verify (or the check after backup or compact) finds
-// problems, 2 for a usage or I/O error, and 130 after Ctrl-C (SIGINT) or
+// problems or copy left aggregates out for conflicts, 2 for a usage or I/O error, and 130 after Ctrl-C (SIGINT) or
 // SIGTERM, which stop every command cleanly: no half-written output file
 // is left behind.
 package main
@@ -150,6 +152,8 @@ Exit status: 0 ok, 1 problems found (verify), 2 usage or I/O error,
 		newVerifyCmd(g),
 		newBackupCmd(g),
 		newCompactCmd(g),
+		newImportCmd(g),
+		newCopyCmd(g),
 	)
 	return root
 }

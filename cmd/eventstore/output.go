@@ -53,6 +53,7 @@ type jsonEvent struct {
 	Position    uint64            `json:"position"`
 	Timestamp   string            `json:"timestamp"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	Tags        []string          `json:"tags,omitempty"`
 	Payload     json.RawMessage   `json:"payload,omitempty"`
 	PayloadText *string           `json:"payload_text,omitempty"`
 }
@@ -63,7 +64,7 @@ func appendEventJSON(dst []byte, e eventstore.Event) ([]byte, error) {
 	je := jsonEvent{
 		ID: e.ID, AggregateID: e.AggregateID, Type: e.Type,
 		Version: e.Version, Position: e.Position,
-		Timestamp: formatTime(e.Timestamp), Metadata: e.Metadata,
+		Timestamp: formatTime(e.Timestamp), Metadata: e.Metadata, Tags: e.Tags,
 	}
 	multiline := bytes.ContainsAny(e.Payload, "\r\n")
 	if multiline {
@@ -98,7 +99,7 @@ func decodeEvent(line []byte) (eventstore.Event, error) {
 	e := eventstore.Event{
 		ID: je.ID, AggregateID: je.AggregateID, Type: je.Type,
 		Version: je.Version, Position: je.Position, Metadata: je.Metadata,
-		Payload: je.Payload,
+		Tags: je.Tags, Payload: je.Payload,
 	}
 	if je.PayloadText != nil {
 		if je.Payload != nil {
@@ -150,6 +151,10 @@ func (p *eventPrinter) print(e eventstore.Event) error {
 		if len(e.Metadata) > 0 {
 			md, _ := json.MarshalIndent(e.Metadata, "  ", "  ")
 			fmt.Fprintf(p.w, "  metadata: %s\n", md)
+		}
+		if len(e.Tags) > 0 {
+			tags, _ := json.Marshal(e.Tags)
+			fmt.Fprintf(p.w, "  tags: %s\n", tags)
 		}
 		var ind bytes.Buffer
 		if json.Indent(&ind, e.Payload, "  ", "  ") != nil {
