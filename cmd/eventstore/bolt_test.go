@@ -21,7 +21,7 @@ func TestStats_Bolt(t *testing.T) {
 	for _, want := range []string{
 		"events:           7", "aggregates:       4", "types:            5", "head position:    7",
 		"first timestamp:  2024-05-01T12:01:00.123456Z", "last timestamp:   2024-05-01T12:07:00.123456Z",
-		"format:           eventstore/bolt 1", "TYPE          EVENTS\nOrderPlaced   1\nOrderShipped  1\nUserCreated   3\n",
+		"format:           eventstore/bolt ", "TYPE          EVENTS\nOrderPlaced   1\nOrderShipped  1\nUserCreated   3\n",
 	} {
 		require.Contains(t, out, want)
 	}
@@ -33,7 +33,7 @@ func TestStats_Bolt(t *testing.T) {
 	require.EqualValues(t, 4, st["aggregates"])
 	require.EqualValues(t, 7, st["head"])
 	require.Equal(t, "bolt", st["backend"])
-	require.Equal(t, "eventstore/bolt 1", st["format"])
+	require.Regexp(t, `^eventstore/bolt [0-9]+$`, st["format"])
 	require.Equal(t, "2024-05-01T12:01:00.123456Z", st["first_timestamp"])
 	require.Equal(t, "2024-05-01T12:07:00.123456Z", st["last_timestamp"])
 	fi, err := os.Stat(path)

@@ -108,7 +108,7 @@ func printStats(g *globals, st *stats) error {
 		{"head position", strconv.FormatUint(st.Head, 10)},
 		{"first timestamp", st.FirstText},
 		{"last timestamp", st.LastText},
-		{"size", humanBytes(st.Size)},
+		{"size", fmt.Sprintf("%s (%d bytes)", humanBytes(st.Size), st.Size)},
 		{"bytes per event", strconv.FormatFloat(st.BytesPerEvent, 'f', 1, 64)},
 		{"snapshots", strconv.FormatUint(st.Snapshots, 10)},
 		{"checkpoints", strconv.FormatUint(st.Checkpoints, 10)},
@@ -143,5 +143,5 @@ func humanBytes(n int64) string {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB (%d bytes)", float64(n)/float64(div), "KMGTPE"[exp], n)
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
