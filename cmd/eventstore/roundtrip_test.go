@@ -184,3 +184,48 @@ func TestExport_Interrupted(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries, "an interrupted export left a file")
 }
+
+// TestImport_InterruptedResumes interrupts an import with SIGINT (exit
+// status 130), then reruns it: the rerun skips what the first run stored
+// and the store ends with every event once.
+func TestImport_InterruptedResumes(t *testing.T) {
+	const n = 50_000
+	src := bigStore(t, n)
+	file := filepath.Join(t.TempDir(), "big.ndjson")
+	ok(t, "export", "-o", file, src)
+	dst := filepath.Join(t.TempDir(), "dst.db")
+
+	cmd := exec.Command(binary, "import", "--batch", "50", dst, file)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// Wait until some batches are committed: the file grows past its
+	// first pages.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if fi, err := os.Stat(dst); err == nil && fi.Size() > 1<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the import did not get going: %s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "the import finished before SIGINT")
+	require.Equal(t, 130, ee.ExitCode(), stderr.String())
+
+	partial := len(readAll(t, dst))
+	require.Positive(t, partial)
+	require.Less(t, partial, n)
+	out := ok(t, "import", dst, file)
+	require.Equal(t, strconv.Itoa(n)+" events read, "+strconv.Itoa(n-partial)+" imported, "+strconv.Itoa(partial)+" already stored\n", out)
+	got := readAll(t, dst)
+	require.Len(t, got, n)
+	want := readAll(t, src)
+	requireSameEvents(t, want, got)
+	require.Contains(t, ok(t, "verify", dst), ": ok")
+}
