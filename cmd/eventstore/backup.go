@@ -56,7 +56,10 @@ an application takes hot backups itself, while it appends, with
 			if err := s.Close(); err != nil {
 				return err
 			}
-			if err := checkCopy(ctx, g, a[1], "backup"); err != nil {
+			stopSpin := spin(g, "check")
+			err = checkCopy(ctx, g, a[1], "backup")
+			stopSpin()
+			if err != nil {
 				return err
 			}
 			if !g.json {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -349,4 +350,22 @@ func TestUsage(t *testing.T) {
 	}
 	help := ok(t, "export", "--help")
 	require.Contains(t, help, `{"format":"eventstore-ndjson","version":1`)
+}
+
+// TestProgress_Terminal runs export with stderr on a terminal (a pty made
+// by script(1)): it draws a progress bar there, which every other test,
+// whose stderr is a pipe, never sees.
+func TestProgress_Terminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("SKIPPING: script(1) (util-linux) is not installed, so no pty to test the progress bar on")
+	}
+	path, _ := makeBolt(t)
+	out := filepath.Join(t.TempDir(), "x.ndjson")
+	cmd := exec.Command(script, "-qec", binary+" export -o "+out+" "+path, "/dev/null")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(b))
+	require.Contains(t, string(b), "export")
+	require.Contains(t, string(b), "/7, ") // events done of the head
+	require.Contains(t, string(b), "events/s")
 }

@@ -50,7 +50,7 @@ with DST yourself, while no application has it open.`,
 			if err := out.Close(); err != nil {
 				return err
 			}
-			bar := newProgress(g, -1, "compact", false)
+			stopSpin := spin(g, "compact")
 			err = s.boltViewDB(g.timeout, func(from *bbolt.DB) error {
 				to, err := bbolt.Open(tmp, 0o600, &bbolt.Options{NoSync: true, Timeout: g.timeout})
 				if err != nil {
@@ -72,14 +72,17 @@ with DST yourself, while no application has it open.`,
 				}
 				return err
 			})
-			bar.done()
+			stopSpin()
 			if err != nil {
 				return fmt.Errorf("compact %s: %w", src, err)
 			}
 			if err := s.Close(); err != nil {
 				return err
 			}
-			if err := checkCopy(ctx, g, tmp, "compacted file"); err != nil {
+			stopSpin = spin(g, "check")
+			err = checkCopy(ctx, g, tmp, "compacted file")
+			stopSpin()
+			if err != nil {
 				return err
 			}
 			if err := ctx.Err(); err != nil {

@@ -301,3 +301,32 @@ func (pw progressWriter) Write(b []byte) (int, error) {
 	pw.p.add(n)
 	return n, err
 }
+
+// spin shows a spinner on stderr (when it is a terminal) for work whose
+// progress is not known, until the returned function is called.
+func spin(g *globals, what string) (stop func()) {
+	p := newProgress(g, -1, what, false)
+	if p == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = p.bar.Add(0)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+		p.done()
+	}
+}

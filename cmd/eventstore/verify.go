@@ -37,15 +37,22 @@ are the server's.`,
 			switch {
 			case err == nil:
 				defer s.Close()
+				stopSpin := spin(g, "verify")
 				if s.bolt != nil {
-					if err := s.bolt.Check(ctx); err != nil {
+					err := s.bolt.Check(ctx)
+					stopSpin()
+					if err != nil {
 						if !errors.Is(err, eventstore.ErrCorrupt) {
 							return err
 						}
 						problems = append(problems, err.Error())
 					}
-				} else if problems, err = s.pgVerify(ctx, maxProblems); err != nil {
-					return err
+				} else {
+					problems, err = s.pgVerify(ctx, maxProblems)
+					stopSpin()
+					if err != nil {
+						return err
+					}
 				}
 			case !isPostgres(a[0]) && (errors.Is(err, eventstore.ErrCorrupt) || errors.Is(err, eventstore.ErrUnknownFormat)):
 				// The file does not even open: that is the finding.
