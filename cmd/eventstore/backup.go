@@ -62,9 +62,14 @@ an application takes hot backups itself, while it appends, with
 			if err != nil {
 				return err
 			}
-			if !g.json {
-				fmt.Fprintf(g.stderr, "backup of %s written to %s (%s) and checked\n", a[0], a[1], humanBytes(n))
+			if g.json {
+				return writeJSON(g.stdout, struct {
+					Store  string `json:"store"`
+					Backup string `json:"backup"`
+					Bytes  int64  `json:"bytes"`
+				}{a[0], a[1], n})
 			}
+			fmt.Fprintf(g.stderr, "backup of %s written to %s (%s) and checked\n", a[0], a[1], humanBytes(n))
 			return nil
 		},
 	}

@@ -298,6 +298,12 @@ func TestBackup_Bolt(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, events, got)
 
+	dst2 := filepath.Join(t.TempDir(), "backup2.db")
+	objs := jsonLines(t, ok(t, "backup", "--json", path, dst2))
+	fi, err := os.Stat(dst2)
+	require.NoError(t, err)
+	require.Equal(t, []map[string]any{{"store": path, "backup": dst2, "bytes": float64(fi.Size())}}, objs)
+
 	r = cli(t, "backup", "postgres://localhost/x", dst)
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, "pg_dump")

@@ -89,6 +89,7 @@ synced, so an interrupted export (Ctrl-C) leaves no partial file behind.
 				return err
 			}
 			bar := newProgress(g, int64(head), "export", false)
+			defer bar.done()
 			var line []byte
 			for e, err := range s.ReadAll(ctx, 0) {
 				if err != nil {

@@ -70,6 +70,7 @@ A gzip-compressed file is recognized by its content.
 				return fmt.Errorf("%s: this store cannot import", s.name)
 			}
 			bar := newProgress(g, int64(h.Head), "import", false)
+			defer bar.done()
 			var (
 				pending        []eventstore.Event
 				size           int

@@ -251,7 +251,10 @@ func writeJSON(w io.Writer, v any) error {
 
 // progress shows a progress bar on stderr when stderr is a terminal, and
 // nothing otherwise. A nil *progress does nothing.
-type progress struct{ bar *progressbar.ProgressBar }
+type progress struct {
+	bar      *progressbar.ProgressBar
+	finished bool
+}
 
 // newProgress starts a bar of total units (events or bytes; -1 when not
 // known); nil when stderr is not a terminal.
@@ -283,8 +286,10 @@ func (p *progress) add(n int) {
 	}
 }
 
+// done clears the bar; calling it again does nothing.
 func (p *progress) done() {
-	if p != nil {
+	if p != nil && !p.finished {
+		p.finished = true
 		_ = p.bar.Finish()
 		_ = p.bar.Clear()
 	}

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
-
 	"github.com/spf13/cobra"
 
 	"github.com/eventstore-go/eventstore"
@@ -60,10 +57,7 @@ it no application can append; tail -f on a bolt file is refused.`,
 			}
 			for e, err := range s.Subscribe(ctx, start, eventstore.Filter{}) {
 				if err != nil {
-					if errors.Is(err, context.Canceled) {
-						return err // interrupted: the exit status says so
-					}
-					return err
+					return err // Ctrl-C: ctx's error; run reports the interruption
 				}
 				if err := p.print(e); err != nil {
 					return err
