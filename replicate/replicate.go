@@ -85,8 +85,12 @@ const (
 
 // Defaults of Options.
 const (
-	// DefaultBatchSize is how many events one Import carries by default.
-	DefaultBatchSize = 1000
+	// DefaultBatchSize is how many events one Import carries by default:
+	// the most one Import takes. Each Import is one transaction with its
+	// fsyncs, and each batch one checkpoint save, so large batches copy
+	// fastest; a smaller BatchSize loses less work to a crash and makes
+	// Progress more frequent.
+	DefaultBatchSize = eventstore.MaxImportEvents
 
 	// DefaultLinger is how long Follow waits for more live events to fill
 	// a batch by default.
@@ -115,7 +119,7 @@ type Options struct {
 	// BatchSize is how many events one Import carries, at most
 	// eventstore.MaxImportEvents; a batch also ends before
 	// eventstore.MaxImportSize bytes. Zero or less means
-	// DefaultBatchSize (1000).
+	// DefaultBatchSize (eventstore.MaxImportEvents, 10,000).
 	BatchSize int
 
 	// OnConflict says what to do when the destination has other events

@@ -290,3 +290,34 @@ func TestCopy_InvalidOptions(t *testing.T) {
 	_, err := replicate.Copy(ctx, src, dst, &replicate.Options{Checkpoint: "a\x00"})
 	require.ErrorIs(t, err, eventstore.ErrInvalidCheckpoint)
 }
+
+// TestCopy_DefaultBatchSize checks that a zero BatchSize fills each Import
+// up to eventstore.MaxImportEvents: the bulk of a copy's cost is per
+// Import (a transaction, its fsyncs, a checkpoint save).
+func TestCopy_DefaultBatchSize(t *testing.T) {
+	ctx := context.Background()
+	src, dst := newMemory(t), newMemory(t)
+	n := eventstore.MaxImportEvents + 10
+	batch := make([]eventstore.Event, 0, eventstore.MaxImportEvents)
+	ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		batch = append(batch, eventstore.Event{
+			ID:          fmt.Sprintf("00000000-0000-7000-8000-%012d", i+1),
+			AggregateID: fmt.Sprintf("agg-%d", i%100),
+			Type:        "Happened",
+			Payload:     json.RawMessage(`{}`),
+			Version:     uint64(i/100 + 1),
+			Timestamp:   ts,
+		})
+		if len(batch) == cap(batch) || i == n-1 {
+			_, err := src.Import(ctx, batch)
+			require.NoError(t, err)
+			batch = batch[:0]
+		}
+	}
+	stats, err := replicate.Copy(ctx, src, dst, &replicate.Options{Checkpoint: "c"})
+	require.NoError(t, err)
+	require.Equal(t, int64(n), stats.Copied)
+	require.Equal(t, 2, stats.Batches)
+	requireCopied(t, src, dst, nil, nil)
+}
