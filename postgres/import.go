@@ -135,7 +135,11 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		metadata     text
 	) ON COMMIT DELETE ROWS`)
 	batch.Queue(s.sql.byIDs, ids)
-	batch.Queue(`SELECT aggregate_id, max(version) FROM `+s.importEvents()+` WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id`, aggs)
+	// One probe of the (aggregate_id, version) index per aggregate, for
+	// its last version: a GROUP BY over aggregate_id = ANY($1) would read
+	// every version of every aggregate.
+	batch.Queue(`SELECT a.aggregate_id, coalesce((SELECT max(e.version) FROM `+s.importEvents()+` e WHERE e.aggregate_id = a.aggregate_id), 0)
+		FROM unnest($1::text[]) AS a(aggregate_id)`, aggs)
 	inTx = true
 	byID := make(map[string]eventstore.Event)
 	versions := make(map[string]uint64)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,91 @@ func TestImport_WriteBetweenLookupAndInsert(t *testing.T) {
 				t.Fatalf("store holds %d events (second %s), want %d with %s second", len(all), all[1].ID, want, tc.id)
 			}
 		})
+	}
+}
+
+// TestImport_VersionLookupProbesOnce checks, through the server's table
+// and index statistics, that Import looks up an aggregate's version with
+// one probe of the (aggregate_id, version) index, not by reading every
+// version the aggregate has (or the table): an import into long
+// aggregates would read the whole history of each, every call.
+func TestImport_VersionLookupProbesOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pool := admin(t)
+	schema := freshSchema(t)
+	// The store's connections carry a name of their own, so that the test
+	// can wait for them to end: a backend publishes its statistics, at
+	// the latest, as it exits.
+	dsn := testDSN()
+	if strings.Contains(dsn, "://") {
+		if strings.Contains(dsn, "?") {
+			dsn += "&"
+		} else {
+			dsn += "?"
+		}
+		dsn += "application_name=" + schema
+	} else {
+		dsn += " application_name=" + schema
+	}
+	run := func(f func(s *postgres.Store)) {
+		t.Helper()
+		s, err := postgres.Open(ctx, dsn, &postgres.Options{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(s)
+		s.Close()
+		for {
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, schema).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	read := func() (tuples int64) {
+		t.Helper()
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		if _, err := conn.Exec(ctx, `SET stats_fetch_consistency = none`); err != nil {
+			t.Fatal(err)
+		}
+		// Rows of events read: by sequential scans, and as entries of
+		// any of its indexes.
+		if err := conn.QueryRow(ctx, `SELECT coalesce(t.seq_tup_read, 0) + coalesce(sum(i.idx_tup_read), 0)
+			FROM pg_stat_user_tables t JOIN pg_stat_user_indexes i USING (relid)
+			WHERE t.schemaname = $1 AND t.relname = 'events' GROUP BY t.seq_tup_read`, schema).Scan(&tuples); err != nil {
+			t.Fatal(err)
+		}
+		return tuples
+	}
+
+	const history = 2000
+	run(func(s *postgres.Store) {
+		events := make([]eventstore.Event, history)
+		for i := range events {
+			events[i] = eventstore.Event{AggregateID: "long", Type: "T", Payload: json.RawMessage(`{}`)}
+		}
+		if _, err := s.Append(ctx, events...); err != nil {
+			t.Fatal(err)
+		}
+	})
+	before := read()
+	ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	run(func(s *postgres.Store) {
+		if _, err := s.Import(ctx, []eventstore.Event{{ID: "0190a000-0000-7000-8000-0000000000aa", AggregateID: "long", Type: "T",
+			Payload: json.RawMessage(`{}`), Version: history + 1, Timestamp: ts}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := read() - before; got > 10 {
+		t.Fatalf("Import read %d rows of events (scanned or as index entries) to import into one aggregate of %d events, want a few", got, history)
 	}
 }
