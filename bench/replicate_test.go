@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +19,15 @@ import (
 	"github.com/eventstore-go/eventstore/replicate"
 )
 
-// replicateEvents is the size of the source of BenchmarkReplicate.
-const replicateEvents = 1_000_000
+// replicateEvents is the size of the source of BenchmarkReplicate:
+// 1,000,000, or $EVENTSTORE_BENCH_REPLICATE_EVENTS (a multiple of 10,000)
+// for a quicker run while iterating.
+var replicateEvents = func() int {
+	if n, err := strconv.Atoi(os.Getenv("EVENTSTORE_BENCH_REPLICATE_EVENTS")); err == nil && n > 0 && n%10_000 == 0 {
+		return n
+	}
+	return 1_000_000
+}()
 
 var (
 	replicateOnce sync.Once
@@ -32,7 +40,7 @@ var (
 // per run through Import with fsync off, then closed.
 func replicateSource(b *testing.B) string {
 	replicateOnce.Do(func() {
-		replicatePath = filepath.Join(workdir, "replicate-src.db")
+		replicatePath = filepath.Join(workdir, fmt.Sprintf("replicate-src-%d.db", replicateEvents))
 		s, err := bolt.Open(replicatePath, &bolt.Options{UnsafeNoSync: true})
 		if err != nil {
 			replicateErr = err
@@ -41,7 +49,8 @@ func replicateSource(b *testing.B) string {
 		defer s.Close()
 		pad := strings.Repeat("x", 60)
 		ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-		const aggs, perAgg, call = 10_000, 100, eventstore.MaxImportEvents
+		const aggs, call = 10_000, eventstore.MaxImportEvents
+		perAgg := replicateEvents / aggs
 		batch := make([]eventstore.Event, 0, call)
 		n := 0
 		for v := 1; v <= perAgg; v++ {
@@ -71,8 +80,10 @@ func replicateSource(b *testing.B) string {
 
 // BenchmarkReplicate copies a bolt file of 1,000,000 events into an empty
 // bolt file (durable) and into an empty PostgreSQL schema with
-// replicate.Copy, in batches of 1,000. The source is built once, outside
-// the timer; each iteration copies everything into a fresh destination.
+// replicate.Copy, in batches of 1,000 (the old default) and of
+// replicate.DefaultBatchSize, side by side. The source is built once,
+// outside the timer; each iteration copies everything into a fresh
+// destination.
 // It runs only under -bench, as every benchmark: at this size it takes
 // about a minute a case.
 func BenchmarkReplicate(b *testing.B) {
@@ -96,33 +107,41 @@ func BenchmarkReplicate(b *testing.B) {
 			return h.target.(*postgres.Store), func() { h.Close(); h.cleanup() }
 		}},
 	} {
-		b.Run(fmt.Sprintf("%s/events=%d", tc.name, replicateEvents), func(b *testing.B) {
-			src, err := bolt.Open(replicateSource(b), nil)
+		for _, batch := range []int{1000, replicate.DefaultBatchSize} {
+			benchReplicate(b, tc.name, batch, tc.open)
+		}
+	}
+}
+
+// benchReplicate runs one case of BenchmarkReplicate: a copy into
+// destinations that open makes, in batches of batch events.
+func benchReplicate(b *testing.B, name string, batch int, open func(b *testing.B) (replicate.Destination, func())) {
+	b.Run(fmt.Sprintf("%s/events=%d/batch=%d", name, replicateEvents, batch), func(b *testing.B) {
+		src, err := bolt.Open(replicateSource(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer src.Close()
+		copied := 0
+		var elapsed time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			dst, done := open(b)
+			b.StartTimer()
+			stats, err := replicate.Copy(context.Background(), src, dst, &replicate.Options{Checkpoint: "from:bench", BatchSize: batch})
+			b.StopTimer()
+			elapsed += stats.Duration
+			done()
+			b.StartTimer()
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer src.Close()
-			copied := 0
-			var elapsed time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				dst, done := tc.open(b)
-				b.StartTimer()
-				stats, err := replicate.Copy(context.Background(), src, dst, &replicate.Options{Checkpoint: "from:bench"})
-				b.StopTimer()
-				elapsed += stats.Duration
-				done()
-				b.StartTimer()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if stats.Copied != replicateEvents {
-					b.Fatalf("copied %d events, want %d", stats.Copied, replicateEvents)
-				}
-				copied += int(stats.Copied)
+			if stats.Copied != int64(replicateEvents) {
+				b.Fatalf("copied %d events, want %d", stats.Copied, replicateEvents)
 			}
-			b.ReportMetric(float64(copied)/elapsed.Seconds(), "events/s")
-			b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/copy")
-		})
-	}
+			copied += int(stats.Copied)
+		}
+		b.ReportMetric(float64(copied)/elapsed.Seconds(), "events/s")
+		b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/copy")
+	})
 }

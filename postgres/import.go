@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/eventstore-go/eventstore"
@@ -33,16 +34,21 @@ const stagingTable = "pg_temp.eventstore_import"
 //  2. It COPYs those events into a temporary table of its session, without
 //     holding any lock.
 //  3. It sends one pipeline: lock log_head (as Append does), one statement
-//     that checks that none of the aggregates it writes changed since step
-//     1 and none of its IDs got stored, and if so inserts the staged events
-//     at the next positions and advances log_head; COMMIT. So the lock is
-//     held for the time the server runs one statement and flushes the
-//     commit, never across a network round trip, and the events of an
-//     Import and of Appends get positions in commit order with no gaps.
+//     that inserts the staged events at the next positions and advances
+//     log_head; COMMIT. So the lock is held for the time the server runs
+//     one statement and flushes the commit, never across a network round
+//     trip, and the events of an Import and of Appends get positions in
+//     commit order with no gaps.
 //
-// If a concurrent writer changed one of its aggregates in between, Import
-// starts over (at most 8 times): its new lookups see that write, so it
-// ends in a skip, a conflict or a write as if it had run alone.
+// The insert needs no check of its own that step 1 still holds: the
+// constraints of the events table make it. An aggregate's versions are
+// gapless, so a concurrent write to an aggregate Import writes from
+// version v+1 stored version v+1 (the unique aggregate and version), and a
+// concurrent write of one of its IDs stored that ID (the primary key):
+// the insert fails with a unique violation on either, which aborts the
+// transaction, and Import starts over (at most 8 times). Its new lookups
+// see that write, so it ends in a skip, a conflict or a write as if it had
+// run alone.
 //
 // Import returns soon after ctx ends, even when the server or the network
 // stops answering: it then closes its connection. If that happens before
@@ -129,11 +135,42 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		metadata     text,
 		tags         text -- a JSON array, or NULL
 	) ON COMMIT DELETE ROWS`)
+	// One probe of the (aggregate_id, version) index per aggregate, for
+	// its last version: a GROUP BY over aggregate_id = ANY($1) would read
+	// every version of every aggregate.
+	versionsSQL := `SELECT a.aggregate_id, coalesce((SELECT max(e.version) FROM ` + s.importEvents() + ` e WHERE e.aggregate_id = a.aggregate_id), 0)
+		FROM unnest($1::text[]) AS a(aggregate_id)`
+	// Under READ COMMITTED each statement sees the commits made before it
+	// began, so a commit between the lookup by ID and that of the versions
+	// would make them disagree (an event missed by ID but counted in its
+	// aggregate's version: a false conflict). The versions are read before
+	// and after the lookup by ID: versions only grow, so when both reads
+	// agree no commit touched these aggregates in between; otherwise
+	// Import starts over.
+	batch.Queue(versionsSQL, aggs)
 	batch.Queue(s.sql.byIDs, ids)
-	batch.Queue(`SELECT aggregate_id, max(version) FROM `+s.importEvents()+` WHERE aggregate_id = ANY($1::text[]) GROUP BY aggregate_id`, aggs)
+	batch.Queue(versionsSQL, aggs)
 	inTx = true
 	byID := make(map[string]eventstore.Event)
+	before := make(map[string]uint64)
 	versions := make(map[string]uint64)
+	readVersions := func(br pgx.BatchResults, into map[string]uint64) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var agg string
+			var v int64
+			if err := rows.Scan(&agg, &v); err != nil {
+				rows.Close()
+				return err
+			}
+			into[agg] = uint64(v)
+		}
+		rows.Close()
+		return rows.Err()
+	}
 	err = func() error {
 		br := conn.SendBatch(ctx, batch)
 		defer br.Close()
@@ -141,6 +178,9 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
+		}
+		if err := readVersions(br, before); err != nil {
+			return err
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -153,27 +193,18 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		for _, e := range stored {
 			byID[e.ID] = e
 		}
-		rows, err = br.Query()
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var agg string
-			var v int64
-			if err := rows.Scan(&agg, &v); err != nil {
-				rows.Close()
-				return err
-			}
-			versions[agg] = uint64(v)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := readVersions(br, versions); err != nil {
 			return err
 		}
 		return br.Close()
 	}()
 	if err != nil {
 		return nil, false, s.mapError(ctx, "import: look up events", err)
+	}
+	for agg, v := range versions {
+		if before[agg] != v {
+			return nil, true, nil // the deferred ROLLBACK ends the transaction
+		}
 	}
 	write, err := storekit.PlanImport(prepared,
 		func(i int) (eventstore.Event, bool, error) {
@@ -188,9 +219,6 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 	// 2. Stage the events to write, without a lock.
 	out = make([]eventstore.Event, len(write))
 	rows := make([][]any, len(write))
-	var wroteAggs []string
-	var wroteVersions []int64
-	wrote := make(map[string]bool)
 	for j, i := range write {
 		e := prepared[i]
 		out[j] = e
@@ -209,11 +237,6 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		}
 		rows[j] = []any{int32(j + 1), e.ID, e.AggregateID, e.Type, int64(e.Version),
 			pgtype.Timestamptz{Time: e.Timestamp, Valid: true}, string(e.Payload), meta, tags}
-		if !wrote[e.AggregateID] {
-			wrote[e.AggregateID] = true
-			wroteAggs = append(wroteAggs, e.AggregateID)
-			wroteVersions = append(wroteVersions, int64(versions[e.AggregateID]))
-		}
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"pg_temp", "eventstore_import"},
 		[]string{"k", "id", "aggregate_id", "event_type", "version", "timestamp", "payload", "metadata", "tags"},
@@ -221,14 +244,10 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		return nil, false, s.mapError(ctx, "import: copy events", err)
 	}
 
-	// 3. Lock, check, insert, commit: one round trip.
+	// 3. Lock, insert, commit: one round trip.
 	batch = &pgx.Batch{}
 	batch.Queue(s.sql.lockHead)
-	wroteIDs := make([]string, len(write))
-	for j, e := range out {
-		wroteIDs[j] = e.ID
-	}
-	batch.Queue(s.importInsert(), wroteAggs, wroteVersions, int64(len(write)), wroteIDs)
+	batch.Queue(s.importInsert(), int64(len(write)))
 	batch.Queue("COMMIT")
 	var head pgtype.Int8
 	err = func() error {
@@ -246,6 +265,9 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 		return br.Close()
 	}()
 	if err != nil {
+		if concurrentWrite(err) {
+			return nil, true, nil // the deferred ROLLBACK ends the aborted transaction
+		}
 		err = commitError(err)
 		if s.closed.Load() && !errors.Is(err, eventstore.ErrUnknownOutcome) {
 			return nil, false, fmt.Errorf("postgres: import: %w", eventstore.ErrClosed)
@@ -254,7 +276,7 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 	}
 	inTx = false
 	if !head.Valid {
-		return nil, true, nil
+		return nil, false, fmt.Errorf("postgres: import: log_head has no row") // unreachable: the migration makes it
 	}
 	for j := range out {
 		out[j].Position = uint64(head.Int64) + 1 + uint64(j)
@@ -269,28 +291,30 @@ func (s *Store) importEvents() string {
 
 // importInsert returns the statement that writes the staged events: it
 // runs after the log_head lock, so its snapshot holds every commit before
-// it. It inserts nothing unless each aggregate $1 still has the version $2
-// and none of the staged IDs $4 is stored; else it returns NULL. It inserts the staged
-// event k at position head + k and advances log_head by $3.
+// it. It inserts the staged event k at position head + k, advances
+// log_head by $1 and returns head. A concurrent write that Import's
+// lookups missed makes it fail with a unique violation (see
+// concurrentWrite).
 func (s *Store) importInsert() string {
 	schema := pgx.Identifier{s.opts.Schema}.Sanitize()
-	events := schema + ".events"
 	return `WITH head AS (
 			SELECT position FROM ` + schema + `.log_head WHERE id
-		), bad AS (
-			SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS a(aggregate_id, version)
-			WHERE a.version <> coalesce((SELECT max(e.version) FROM ` + events + ` e WHERE e.aggregate_id = a.aggregate_id), 0)
-			UNION ALL
-			SELECT 1 FROM ` + events + ` e WHERE e.id = ANY($4::uuid[])
-		), ok AS (
-			SELECT head.position FROM head WHERE NOT EXISTS (SELECT 1 FROM bad)
 		), ins AS (
-			INSERT INTO ` + events + ` (` + eventColumns + `)
-			SELECT s.id, ok.position + s.k, s.aggregate_id, s.event_type, s.version, s.timestamp, s.payload::json, s.metadata::jsonb,
+			INSERT INTO ` + schema + `.events (` + eventColumns + `)
+			SELECT s.id, head.position + s.k, s.aggregate_id, s.event_type, s.version, s.timestamp, s.payload::json, s.metadata::jsonb,
 				` + tagsFrom("s") + `
-			FROM ok, ` + stagingTable + ` s
+			FROM head, ` + stagingTable + ` s
 		), upd AS (
-			UPDATE ` + schema + `.log_head AS h SET position = h.position + $3::bigint FROM ok WHERE h.id
+			UPDATE ` + schema + `.log_head AS h SET position = h.position + $1::bigint WHERE h.id
 		)
-		SELECT position FROM ok UNION ALL SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM ok)`
+		SELECT position FROM head`
+}
+
+// concurrentWrite reports whether err is the unique violation, on an
+// event's ID or on an aggregate's version, of an import insert whose
+// lookups a concurrent writer made stale: Import starts over.
+func concurrentWrite(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == uniqueViolation &&
+		(pgErr.ConstraintName == constraintEventID || pgErr.ConstraintName == constraintAggregateVersion)
 }

@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/eventstore-go/eventstore"
@@ -85,8 +86,12 @@ const (
 
 // Defaults of Options.
 const (
-	// DefaultBatchSize is how many events one Import carries by default.
-	DefaultBatchSize = 1000
+	// DefaultBatchSize is how many events one Import carries by default:
+	// the most one Import takes. Each Import is one transaction with its
+	// fsyncs, and each batch one checkpoint save, so large batches copy
+	// fastest; a smaller BatchSize loses less work to a crash and makes
+	// Progress more frequent.
+	DefaultBatchSize = eventstore.MaxImportEvents
 
 	// DefaultLinger is how long Follow waits for more live events to fill
 	// a batch by default.
@@ -115,7 +120,7 @@ type Options struct {
 	// BatchSize is how many events one Import carries, at most
 	// eventstore.MaxImportEvents; a batch also ends before
 	// eventstore.MaxImportSize bytes. Zero or less means
-	// DefaultBatchSize (1000).
+	// DefaultBatchSize (eventstore.MaxImportEvents, 10,000).
 	BatchSize int
 
 	// OnConflict says what to do when the destination has other events
@@ -280,23 +285,82 @@ func newRun(ctx context.Context, src eventstore.Store, dst Destination, opts *Op
 }
 
 // catchUp copies the source events after the checkpoint up to the head.
+// A goroutine reads the source and forms the batches, so that batch n+1
+// is read while batch n is imported; this one imports them in order and
+// saves the checkpoint after each, as add and flush do for Follow.
 func (r *run) catchUp(ctx context.Context) error {
-	if r.head > r.pos {
-		for e, err := range r.src.ReadAll(ctx, r.pos) {
-			if err != nil {
-				return fmt.Errorf("replicate: read source: %w", err)
-			}
-			if e.Position > r.head {
-				break
-			}
-			if err := r.add(ctx, e); err != nil {
-				return err
+	if r.head <= r.pos {
+		r.last = max(r.last, r.head)
+		return r.flush(ctx)
+	}
+	type batch struct {
+		events []eventstore.Event
+		last   uint64 // the source position the batch reaches
+		size   int
+		final  bool // the last batch: last is the head
+		err    error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan batch) // unbuffered: one batch read ahead, not more
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	from, head := r.pos, r.head
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ch)
+		send := func(b batch) bool {
+			select {
+			case ch <- b:
+				return true
+			case <-ctx.Done():
+				return false
 			}
 		}
+		b := batch{last: from}
+		for e, err := range r.src.ReadAll(ctx, from) {
+			if err != nil {
+				send(batch{err: fmt.Errorf("replicate: read source: %w", err)})
+				return
+			}
+			if e.Position > head {
+				break
+			}
+			if !r.o.Filter.Match(e) {
+				continue
+			}
+			size := r.eventSize(e)
+			if len(b.events) > 0 && (len(b.events) >= r.o.BatchSize || b.size+size > eventstore.MaxImportSize) {
+				if !send(b) {
+					return
+				}
+				b = batch{events: make([]eventstore.Event, 0, len(b.events)), last: b.last}
+			}
+			b.events = append(b.events, r.withMetadata(e))
+			b.size += size
+			b.last = e.Position
+		}
+		// Every position up to the head was looked at.
+		b.last, b.final = max(b.last, head), true
+		send(b)
+	}()
+	for b := range ch {
+		if b.err != nil {
+			return b.err
+		}
+		r.batch, r.size, r.last = b.events, b.size, b.last
+		if err := r.flush(ctx); err != nil {
+			return err
+		}
+		if b.final {
+			return nil
+		}
 	}
-	// Every position up to the head was looked at.
-	r.last = max(r.last, r.head)
-	return r.flush(ctx)
+	// The reader stopped before its last batch: ctx ended.
+	return ctx.Err()
 }
 
 // follow copies live events until ctx ends. A goroutine pulls the
@@ -360,6 +424,21 @@ func (r *run) add(ctx context.Context, e eventstore.Event) error {
 	if !r.o.Filter.Match(e) {
 		return nil
 	}
+	size := r.eventSize(e)
+	if len(r.batch) > 0 && (len(r.batch) >= r.o.BatchSize || r.size+size > eventstore.MaxImportSize) {
+		if err := r.flush(ctx); err != nil {
+			return err
+		}
+	}
+	r.batch = append(r.batch, r.withMetadata(e)) // Import ignores the source's Position
+	r.size += size
+	r.last = e.Position
+	return nil
+}
+
+// eventSize returns the bytes of payload and metadata that e counts for
+// in a batch, as copied (with Options.Metadata).
+func (r *run) eventSize(e eventstore.Event) int {
 	size := len(e.Payload)
 	for k, v := range e.Metadata {
 		size += len(k) + len(v)
@@ -367,20 +446,18 @@ func (r *run) add(ctx context.Context, e eventstore.Event) error {
 	for k, v := range r.o.Metadata {
 		size += len(k) + len(v)
 	}
-	if len(r.batch) > 0 && (len(r.batch) >= r.o.BatchSize || r.size+size > eventstore.MaxImportSize) {
-		if err := r.flush(ctx); err != nil {
-			return err
-		}
-	}
+	return size
+}
+
+// withMetadata returns e with Options.Metadata added; the event's own
+// values win.
+func (r *run) withMetadata(e eventstore.Event) eventstore.Event {
 	if len(r.o.Metadata) > 0 {
 		m := maps.Clone(r.o.Metadata)
-		maps.Copy(m, e.Metadata) // the event's own values win
+		maps.Copy(m, e.Metadata)
 		e.Metadata = m
 	}
-	r.batch = append(r.batch, e) // Import ignores the source's Position
-	r.size += size
-	r.last = e.Position
-	return nil
+	return e
 }
 
 // flush imports the batch and saves the checkpoint.

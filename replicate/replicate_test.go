@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"maps"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -289,4 +291,96 @@ func TestCopy_InvalidOptions(t *testing.T) {
 	}
 	_, err := replicate.Copy(ctx, src, dst, &replicate.Options{Checkpoint: "a\x00"})
 	require.ErrorIs(t, err, eventstore.ErrInvalidCheckpoint)
+}
+
+// TestCopy_DefaultBatchSize checks that a zero BatchSize fills each Import
+// up to eventstore.MaxImportEvents: the bulk of a copy's cost is per
+// Import (a transaction, its fsyncs, a checkpoint save).
+func TestCopy_DefaultBatchSize(t *testing.T) {
+	ctx := context.Background()
+	src, dst := newMemory(t), newMemory(t)
+	n := eventstore.MaxImportEvents + 10
+	batch := make([]eventstore.Event, 0, eventstore.MaxImportEvents)
+	ts := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		batch = append(batch, eventstore.Event{
+			ID:          fmt.Sprintf("00000000-0000-7000-8000-%012d", i+1),
+			AggregateID: fmt.Sprintf("agg-%d", i%100),
+			Type:        "Happened",
+			Payload:     json.RawMessage(`{}`),
+			Version:     uint64(i/100 + 1),
+			Timestamp:   ts,
+		})
+		if len(batch) == cap(batch) || i == n-1 {
+			_, err := src.Import(ctx, batch)
+			require.NoError(t, err)
+			batch = batch[:0]
+		}
+	}
+	stats, err := replicate.Copy(ctx, src, dst, &replicate.Options{Checkpoint: "c"})
+	require.NoError(t, err)
+	require.Equal(t, int64(n), stats.Copied)
+	require.Equal(t, 2, stats.Batches)
+	requireCopied(t, src, dst, nil, nil)
+}
+
+// countingSource counts the events its ReadAll has yielded.
+type countingSource struct {
+	eventstore.Store
+	read atomic.Int64
+}
+
+func (s *countingSource) ReadAll(ctx context.Context, after uint64) iter.Seq2[eventstore.Event, error] {
+	return func(yield func(eventstore.Event, error) bool) {
+		for e, err := range s.Store.ReadAll(ctx, after) {
+			if err == nil {
+				s.read.Add(1)
+			}
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+// waitingImporter holds its first Import until the source has yielded
+// want events, or gives up after a while and records that it did.
+type waitingImporter struct {
+	*memory.Store
+	src      *countingSource
+	want     int64
+	calls    int
+	gaveUp   bool
+	sawAhead int64
+}
+
+func (d *waitingImporter) Import(ctx context.Context, events []eventstore.Event) ([]eventstore.Event, error) {
+	d.calls++
+	if d.calls == 1 {
+		deadline := time.Now().Add(10 * time.Second)
+		for d.src.read.Load() < d.want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		d.sawAhead = d.src.read.Load()
+		d.gaveUp = d.sawAhead < d.want
+	}
+	return d.Store.Import(ctx, events)
+}
+
+// TestCopy_ReadsAheadWhileImporting checks that Copy reads the next batch
+// from the source while an Import runs: the first Import waits until the
+// source has yielded the second batch too, which a copy that reads and
+// imports in turn never does.
+func TestCopy_ReadsAheadWhileImporting(t *testing.T) {
+	ctx := context.Background()
+	mem := newMemory(t)
+	fill(t, mem, []string{"a", "b", "c", "d"}, 15) // 60 events
+	src := &countingSource{Store: mem}
+	dst := &waitingImporter{Store: newMemory(t), src: src, want: 40}
+	stats, err := replicate.Copy(ctx, src, dst, &replicate.Options{Checkpoint: "c", BatchSize: 20})
+	require.NoError(t, err)
+	require.False(t, dst.gaveUp, "the source was read up to %d events while the first Import waited, want 40", dst.sawAhead)
+	require.Equal(t, int64(60), stats.Copied)
+	require.Equal(t, 3, stats.Batches)
+	requireCopied(t, mem, dst.Store, nil, nil)
 }
