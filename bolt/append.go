@@ -321,18 +321,13 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 	}
 
 	events := slices.Clone(r.prepared) // a batch may run twice: keep r.prepared as it was
-	prefixes := make([][]byte, len(events))
 	for _, group := range storekit.Groups(events) {
-		prefix := index.AggregatePrefix(events[group[0]].AggregateID)
-		current, err := w.version(prefix)
+		current, err := w.version(index.AggregatePrefix(events[group[0]].AggregateID))
 		if err != nil {
 			return nil, false, err
 		}
 		if err := storekit.AssignGroupVersions(events, group, current); err != nil {
 			return nil, false, err
-		}
-		for _, i := range group {
-			prefixes[i] = prefix
 		}
 	}
 
@@ -341,53 +336,71 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 	size := 0
 	for i := range events {
 		events[i].Position = w.next + uint64(i)
-		e := &events[i]
-		size += len(prefixes[i]) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
-		for _, t := range e.Tags {
-			size += index.NameSize(t) + 8
-		}
+		size += putSize(&events[i])
 	}
 	buf := make([]byte, 0, size)
 	for i := range events {
-		e := &events[i]
-		start := len(buf)
-		buf = index.AppendUint64(append(buf, prefixes[i]...), e.Version)
-		key := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = appendEventRecord(buf, e, r.ids[i])
-		rec := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = index.AppendUint64(buf, e.Position)
-		posKey := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = index.AppendType(buf, e.Type, e.Position)
-		typeKey := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = index.AppendTime(buf, e.Timestamp, e.Position)
-		timeKey := buf[start:len(buf):len(buf)]
-
-		if err := w.events.Put(key, rec); err != nil {
-			return nil, true, errInternal{fmt.Errorf("bolt: put event: %w", err)}
-		}
-		for _, put := range []struct {
-			b *bbolt.Bucket
-			k []byte
-		}{{w.positions, posKey}, {w.types, typeKey}, {w.timestamps, timeKey}, {w.ids, r.ids[i]}} {
-			if err := put.b.Put(put.k, key); err != nil {
-				return nil, true, errInternal{fmt.Errorf("bolt: put index: %w", err)}
-			}
-		}
-		for _, t := range e.Tags {
-			// A tags key has the shape of a types key: len16 tag, position.
-			start = len(buf)
-			buf = index.AppendType(buf, t, e.Position)
-			if err := w.tags.Put(buf[start:len(buf):len(buf)], key); err != nil {
-				return nil, true, errInternal{fmt.Errorf("bolt: put tag: %w", err)}
-			}
+		if buf, err = w.putEvent(buf, &events[i], r.ids[i]); err != nil {
+			return nil, true, errInternal{err}
 		}
 	}
 	w.next += uint64(len(events))
 	return events, true, nil
+}
+
+// putSize is how many bytes putEvent appends to its buffer for e.
+func putSize(e *eventstore.Event) int {
+	size := index.NameSize(e.AggregateID) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
+	for _, t := range e.Tags {
+		size += index.NameSize(t) + 8
+	}
+	return size
+}
+
+// putEvent writes e, whose version and position are set and whose ids key
+// is id, into the events bucket and every index: the one place that knows
+// what a stored event consists of. The keys and the record are appended to
+// buf, which it returns: bbolt keeps what Put is given until the
+// transaction ends, so buf is never reused (give it putSize(e) bytes of
+// room to spare an allocation). An error leaves the transaction to be
+// rolled back.
+func (w *writer) putEvent(buf []byte, e *eventstore.Event, id []byte) ([]byte, error) {
+	start := len(buf)
+	buf = index.AppendEvent(buf, e.AggregateID, e.Version)
+	key := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = appendEventRecord(buf, e, id)
+	rec := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = index.AppendUint64(buf, e.Position)
+	posKey := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = index.AppendType(buf, e.Type, e.Position)
+	typeKey := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = index.AppendTime(buf, e.Timestamp, e.Position)
+	timeKey := buf[start:len(buf):len(buf)]
+
+	if err := w.events.Put(key, rec); err != nil {
+		return buf, fmt.Errorf("bolt: put event: %w", err)
+	}
+	for _, put := range []struct {
+		b *bbolt.Bucket
+		k []byte
+	}{{w.positions, posKey}, {w.types, typeKey}, {w.timestamps, timeKey}, {w.ids, id}} {
+		if err := put.b.Put(put.k, key); err != nil {
+			return buf, fmt.Errorf("bolt: put index: %w", err)
+		}
+	}
+	for _, t := range e.Tags {
+		// A tags key has the shape of a types key: len16 tag, position.
+		start = len(buf)
+		buf = index.AppendType(buf, t, e.Position)
+		if err := w.tags.Put(buf[start:len(buf):len(buf)], key); err != nil {
+			return buf, fmt.Errorf("bolt: put tag: %w", err)
+		}
+	}
+	return buf, nil
 }
 
 // version returns the version of the last event of the aggregate whose

@@ -106,48 +106,13 @@ func (w *writer) importEvents(prepared []eventstore.Event, ids [][]byte, write [
 	for j, i := range write {
 		out[j] = prepared[i]
 		out[j].Position = w.next + uint64(j)
-		e := &out[j]
-		size += index.NameSize(e.AggregateID) + 8 + eventRecordSize(e) + 8 + index.NameSize(e.Type) + 8 + 16
-		for _, t := range e.Tags {
-			size += index.NameSize(t) + 8
-		}
+		size += putSize(&out[j])
 	}
 	buf := make([]byte, 0, size)
 	for j, i := range write {
-		e := &out[j]
-		start := len(buf)
-		buf = index.AppendEvent(buf, e.AggregateID, e.Version)
-		key := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = appendEventRecord(buf, e, ids[i])
-		rec := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = index.AppendUint64(buf, e.Position)
-		posKey := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = index.AppendType(buf, e.Type, e.Position)
-		typeKey := buf[start:len(buf):len(buf)]
-		start = len(buf)
-		buf = index.AppendTime(buf, e.Timestamp, e.Position)
-		timeKey := buf[start:len(buf):len(buf)]
-
-		if err := w.events.Put(key, rec); err != nil {
-			return nil, fmt.Errorf("bolt: put event: %w", err)
-		}
-		for _, put := range []struct {
-			b *bbolt.Bucket
-			k []byte
-		}{{w.positions, posKey}, {w.types, typeKey}, {w.timestamps, timeKey}, {w.ids, ids[i]}} {
-			if err := put.b.Put(put.k, key); err != nil {
-				return nil, fmt.Errorf("bolt: put index: %w", err)
-			}
-		}
-		for _, t := range e.Tags {
-			start = len(buf)
-			buf = index.AppendType(buf, t, e.Position)
-			if err := w.tags.Put(buf[start:len(buf):len(buf)], key); err != nil {
-				return nil, fmt.Errorf("bolt: put tag: %w", err)
-			}
+		var err error
+		if buf, err = w.putEvent(buf, &out[j], ids[i]); err != nil {
+			return nil, err
 		}
 	}
 	w.next += uint64(len(write))
