@@ -12,25 +12,11 @@ var _ eventstore.Importer = (*Store)(nil)
 // Import implements eventstore.Importer: it checks and writes the whole
 // call under the store's lock, so no Append or read sees part of it.
 func (s *Store) Import(ctx context.Context, events []eventstore.Event) ([]eventstore.Event, error) {
-	if err := ctx.Err(); err != nil {
+	prepared, err := s.beginWrite(ctx, func() ([]eventstore.Event, error) { return storekit.PrepareImport(events, s.maxPayload) })
+	if err != nil || prepared == nil {
 		return nil, err
 	}
-	prepared, err := storekit.PrepareImport(events, s.maxPayload)
-	if err != nil || len(prepared) == 0 {
-		s.mu.RLock()
-		closed := s.closed
-		s.mu.RUnlock()
-		if closed {
-			return nil, eventstore.ErrClosed
-		}
-		return nil, err
-	}
-
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, eventstore.ErrClosed
-	}
 	write, err := storekit.PlanImport(prepared,
 		func(i int) (eventstore.Event, bool, error) {
 			pos, ok := s.ids[prepared[i].ID]

@@ -76,12 +76,15 @@ func New(opts *Options) *Store {
 	}
 }
 
-// Append implements eventstore.Store.
-func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
+// beginWrite starts a write: it checks ctx and runs prepare (validation,
+// outside the lock) and, when prepare gives events, returns them with s.mu
+// held for writing; the caller unlocks it. Otherwise it returns nil and
+// prepare's error, or ErrClosed after Close, which comes first.
+func (s *Store) beginWrite(ctx context.Context, prepare func() ([]eventstore.Event, error)) ([]eventstore.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	prepared, err := storekit.Prepare(events, s.maxPayload)
+	prepared, err := prepare()
 	if err != nil || len(prepared) == 0 {
 		s.mu.RLock()
 		closed := s.closed
@@ -91,12 +94,21 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		}
 		return nil, err
 	}
-
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil, eventstore.ErrClosed
 	}
+	return prepared, nil
+}
+
+// Append implements eventstore.Store.
+func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]eventstore.Event, error) {
+	prepared, err := s.beginWrite(ctx, func() ([]eventstore.Event, error) { return storekit.Prepare(events, s.maxPayload) })
+	if err != nil || prepared == nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
 	return s.appendLocked(events, prepared, nil)
 }
 

@@ -57,24 +57,11 @@ func (s *Store) Read(ctx context.Context, filter eventstore.Filter, afterPositio
 // AppendIf implements eventstore.Store: the condition is checked under
 // the lock that the write holds.
 func (s *Store) AppendIf(ctx context.Context, cond eventstore.Condition, events ...eventstore.Event) ([]eventstore.Event, error) {
-	if err := ctx.Err(); err != nil {
+	prepared, err := s.beginWrite(ctx, func() ([]eventstore.Event, error) { return storekit.PrepareAppendIf(events, s.maxPayload) })
+	if err != nil || prepared == nil {
 		return nil, err
 	}
-	prepared, err := storekit.PrepareAppendIf(events, s.maxPayload)
-	if err != nil || len(prepared) == 0 {
-		s.mu.RLock()
-		closed := s.closed
-		s.mu.RUnlock()
-		if closed {
-			return nil, eventstore.ErrClosed
-		}
-		return nil, err
-	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, eventstore.ErrClosed
-	}
 	return s.appendLocked(events, prepared, &cond)
 }
 
