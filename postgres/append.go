@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -77,14 +76,11 @@ func (s *Store) Append(ctx context.Context, events ...eventstore.Event) ([]event
 		timestamps[i] = pgtype.Timestamptz{Time: e.Timestamp, Valid: true}
 		payloads[i] = string(e.Payload)
 		size += len(e.Payload)
-		if e.Metadata != nil {
-			m, err := json.Marshal(e.Metadata)
-			if err != nil {
-				return nil, fmt.Errorf("postgres: encode metadata: %w", err)
-			}
-			ms := string(m)
-			metadata[i] = &ms
-			size += len(ms)
+		if metadata[i], err = metadataJSON(e.Metadata); err != nil {
+			return nil, err
+		}
+		if metadata[i] != nil {
+			size += len(*metadata[i])
 		}
 		if tags[i], err = tagsJSON(e.Tags); err != nil {
 			return nil, err

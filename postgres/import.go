@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -222,14 +221,9 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 	for j, i := range write {
 		e := prepared[i]
 		out[j] = e
-		var meta *string
-		if e.Metadata != nil {
-			m, err := json.Marshal(e.Metadata)
-			if err != nil {
-				return nil, false, fmt.Errorf("postgres: import: encode metadata: %w", err)
-			}
-			ms := string(m)
-			meta = &ms
+		meta, err := metadataJSON(e.Metadata)
+		if err != nil {
+			return nil, false, err
 		}
 		tags, err := tagsJSON(e.Tags)
 		if err != nil {

@@ -32,6 +32,20 @@ func tagsJSON(tags []string) (*string, error) {
 	return &s, nil
 }
 
+// metadataJSON returns the JSON text of an event's metadata for the jsonb
+// column, or nil (SQL NULL) for none.
+func metadataJSON(m map[string]string) (*string, error) {
+	if m == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: encode metadata: %w", err)
+	}
+	s := string(b)
+	return &s, nil
+}
+
 // filterSQL returns the SQL condition that selects what f selects, to
 // AND with others, and its arguments, numbered from $first. none reports
 // a filter that no event can match. Each item is
@@ -153,13 +167,8 @@ func (s *Store) AppendIf(ctx context.Context, cond eventstore.Condition, events 
 	for i, e := range prepared {
 		ids[i], aggs[i], types[i], payloads[i] = e.ID, e.AggregateID, e.Type, string(e.Payload)
 		timestamps[i] = pgtype.Timestamptz{Time: e.Timestamp, Valid: true}
-		if e.Metadata != nil {
-			m, err := json.Marshal(e.Metadata)
-			if err != nil {
-				return nil, fmt.Errorf("postgres: encode metadata: %w", err)
-			}
-			ms := string(m)
-			metadata[i] = &ms
+		if metadata[i], err = metadataJSON(e.Metadata); err != nil {
+			return nil, err
 		}
 		if tags[i], err = tagsJSON(e.Tags); err != nil {
 			return nil, err
