@@ -48,6 +48,11 @@ var (
 	// ErrNotFound reports that something asked for, such as a snapshot, does
 	// not exist.
 	ErrNotFound = errors.New("eventstore: not found")
+
+	// ErrProjectionRunning reports that a projection cannot be reset or
+	// started here because a runner of the same name holds it, in this
+	// process or (on a shared server) in another.
+	ErrProjectionRunning = errors.New("eventstore: projection is running")
 )
 
 // ConflictError details an optimistic concurrency failure. It matches
