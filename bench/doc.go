@@ -28,6 +28,8 @@
 //	BenchmarkReplay/{backend}/all                 ReadAll over the whole fixture
 //	BenchmarkReplay/{backend}/type                ReadType of one type (a tenth of the events)
 //	BenchmarkReplay/{backend}/time                ReadTime of a window holding a tenth of the events
+//	BenchmarkSubscribe/{backend}/latency          Append's return to a live subscriber's yield (percentiles)
+//	BenchmarkSubscribe/{backend}/catchup          Subscribe from 0 over the whole fixture (compare .../all)
 //
 // Backends: memory, bolt (durable), bolt-nosync (Options.UnsafeNoSync),
 // postgres (skipped when no server answers at EVENTSTORE_POSTGRES_DSN or

@@ -27,6 +27,7 @@ const (
 var latencyWorkloads = []struct{ w, title string }{
 	{"Append/batch=1", "single durable Append"},
 	{"Replay/aggregate=100", "loading a 100-event aggregate"},
+	{"Subscribe/latency", "Append's return to a live subscriber's yield"},
 }
 
 // percentileUnits are the latency metrics of package bench, in order.

@@ -43,6 +43,8 @@ var labels = map[string]string{
 	"Replay/all":                   "ReadAll, every event",
 	"Replay/type":                  "ReadType, a tenth of the events",
 	"Replay/time":                  "ReadTime, a tenth of the events",
+	"Subscribe/latency":            "Append, 1 event per call, each yielded by a live Subscribe (latency table)",
+	"Subscribe/catchup":            "Subscribe from position 0, every event (compare ReadAll)",
 }
 
 // table is the results arranged as workloads by backends.
