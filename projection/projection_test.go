@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,7 +151,7 @@ func summary(ps []uint64) string {
 		}
 		i = j + 1
 	}
-	return "[" + fmt.Sprint(b) + "]"
+	return "[" + strings.Join(b, " ") + "]"
 }
 
 // seq returns from, from+1, ..., to.
@@ -656,4 +658,79 @@ func TestRun_StoreClosed(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run did not return after the store closed")
 	}
+}
+
+// slowSubscribe delays each event its store's Subscribe yields, as a
+// subscription reading its next page does.
+type slowSubscribe struct{ store }
+
+func (s slowSubscribe) Subscribe(ctx context.Context, after uint64, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	return func(yield func(eventstore.Event, error) bool) {
+		for e, err := range s.store.Subscribe(ctx, after, f) {
+			time.Sleep(3 * time.Millisecond)
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+// TestRun_CheckpointNeverPassesUnhandled saves often, with events the
+// filter skips between selected ones and an idle interval shorter than the
+// wait for the subscription's next event, so that the checkpoint's move
+// over skipped events races with selected events not yet yielded: no saved
+// checkpoint may pass a selected event not yet handled, and checkpoints
+// never move back.
+func TestRun_CheckpointNeverPassesUnhandled(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		s, _ := b.open(t)
+		ctx := context.Background()
+		var selected []uint64
+		for i := range 120 {
+			typ := "Other"
+			if i%3 == 0 {
+				typ = "Selected"
+			}
+			e, _ := eventstore.NewEvent("agg", typ, i)
+			stored, err := s.Append(ctx, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if typ == "Selected" {
+				selected = append(selected, stored[0].Position)
+			}
+		}
+		handled := map[uint64]bool{}
+		var saves []uint64
+		var bad []string
+		p := projection.Projection{Name: "racy", Filter: eventstore.Filter{Types: []string{"Selected"}},
+			Handle: func(_ context.Context, e eventstore.Event) error {
+				handled[e.Position] = true
+				return nil
+			}}
+		opts := &projection.Options{BatchSize: 1000, IdleInterval: time.Millisecond, Progress: func(pr projection.Progress) {
+			if len(saves) > 0 && pr.Checkpoint < saves[len(saves)-1] {
+				bad = append(bad, fmt.Sprintf("checkpoint moved back from %d to %d", saves[len(saves)-1], pr.Checkpoint))
+			}
+			saves = append(saves, pr.Checkpoint)
+			for _, sp := range selected {
+				if sp <= pr.Checkpoint && !handled[sp] {
+					bad = append(bad, fmt.Sprintf("checkpoint %d saved before selected event %d was handled", pr.Checkpoint, sp))
+					break
+				}
+			}
+		}}
+		stop, _ := start(t, slowSubscribe{s}, p, opts)
+		eventually(t, "the checkpoint reaches the head", func() bool { return checkpoint(t, s, "racy") == 120 })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		// Progress runs on Run's goroutine, which has returned.
+		if len(bad) > 0 {
+			t.Fatalf("%d bad saves, first: %s (saves %v)", len(bad), bad[0], saves)
+		}
+		if len(handled) != len(selected) {
+			t.Fatalf("handled %d selected events, want %d", len(handled), len(selected))
+		}
+	})
 }
