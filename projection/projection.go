@@ -177,7 +177,8 @@ type Options struct {
 	Locker Locker
 
 	// Progress, when set, is called after each checkpoint save, from the
-	// goroutine that runs the projection. Default nil.
+	// goroutine that runs the projection (in RunAll, one per projection:
+	// it may be called concurrently). Default nil.
 	Progress func(Progress)
 }
 

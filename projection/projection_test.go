@@ -31,16 +31,16 @@ type store interface {
 // survives a close).
 type backend struct {
 	name string
-	open func(t *testing.T) (s store, reopen func() store)
+	open func(t testing.TB) (s store, reopen func() store)
 }
 
 var backends = []backend{
-	{"memory", func(t *testing.T) (store, func() store) {
+	{"memory", func(t testing.TB) (store, func() store) {
 		s := memory.New(nil)
 		t.Cleanup(func() { s.Close() })
 		return s, func() store { return s }
 	}},
-	{"bolt", func(t *testing.T) (store, func() store) {
+	{"bolt", func(t testing.TB) (store, func() store) {
 		path := filepath.Join(t.TempDir(), "events.db")
 		open := func() store {
 			s, err := bolt.Open(path, nil)
@@ -57,7 +57,7 @@ var backends = []backend{
 			return s
 		}
 	}},
-	{"postgres", func(t *testing.T) (store, func() store) {
+	{"postgres", func(t testing.TB) (store, func() store) {
 		schema := pgtest.FreshSchema(t)
 		open := func() store {
 			s, err := postgres.Open(context.Background(), pgtest.DSN(), &postgres.Options{Schema: schema})

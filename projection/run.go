@@ -33,7 +33,8 @@ import (
 // ErrInvalidProjection for a p it refuses, a *HandlerError when p.Handle
 // failed (the checkpoint saved then is that of the events before it), or
 // an error of the store, the checkpoint store or the Locker, such as one
-// matching eventstore.ErrClosed. A nil opts means every default.
+// matching eventstore.ErrClosed (an error that comes with the loss of the
+// hold is taken as that loss). A nil opts means every default.
 func Run(ctx context.Context, store eventstore.Store, checkpoints eventstore.CheckpointStore, p Projection, opts *Options) error {
 	if err := p.validate(); err != nil {
 		return err
