@@ -238,10 +238,8 @@ func TestRun_CatchUpThenLive(t *testing.T) {
 		stop, _ := start(t, s, projection.Projection{Name: "all", Handle: m.handler("a")}, fast())
 		eventually(t, "the 50 stored events are handled", func() bool { return m.count() >= 50 })
 
-		// Live: appended while the projection follows, from elsewhere.
-		var wg sync.WaitGroup
-		wg.Go(func() { appendN(t, s, 30, "Happened") })
-		wg.Wait()
+		// Live: appended while the projection follows, in its goroutine.
+		appendN(t, s, 30, "Happened")
 		eventually(t, "the 30 live events are handled", func() bool { return m.count() >= 80 })
 		if err := stop(); err != nil {
 			t.Fatalf("Run after ctx ended: %v, want nil", err)
