@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,6 +178,14 @@ func mustAppend(t testing.TB, s *bolt.Store, events ...eventstore.Event) []event
 		events = events[n:]
 	}
 	return out
+}
+
+// projectToFailure runs a Project of every event that should fail; if it
+// does not within 30s, it returns the deadline's error.
+func projectToFailure(s *bolt.Store, name string, handle func(*bolt.ProjectTx, eventstore.Event) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.Project(ctx, name, eventstore.Filter{}, handle)
 }
 
 // runner is a Project running in a goroutine.
@@ -352,7 +361,7 @@ func TestProject_HandlerError(t *testing.T) {
 	stored := mustAppend(t, s, projectEvents(0, 600)...)
 	boom := errors.New("boom")
 	const failAt = 400 // in the second batch (257..512)
-	err := s.Project(context.Background(), "p", eventstore.Filter{}, func(tx *bolt.ProjectTx, e eventstore.Event) error {
+	err := projectToFailure(s, "p", func(tx *bolt.ProjectTx, e eventstore.Event) error {
 		if err := countHandler(tx, e); err != nil {
 			return err
 		}
@@ -377,7 +386,7 @@ func TestProject_HandlerError(t *testing.T) {
 	}
 
 	// A handler that ignores a refused name fails its batch too.
-	err = s.Project(context.Background(), "p", eventstore.Filter{}, func(tx *bolt.ProjectTx, e eventstore.Event) error {
+	err = projectToFailure(s, "p", func(tx *bolt.ProjectTx, e eventstore.Event) error {
 		if err := countHandler(tx, e); err != nil {
 			return err
 		}
@@ -391,6 +400,32 @@ func TestProject_HandlerError(t *testing.T) {
 	}
 	if _, cp := verifyReadModel(t, s, "p", eventstore.Filter{}); cp != 256 {
 		t.Fatalf("checkpoint %d, want 256", cp)
+	}
+}
+
+// A batch ends after the event whose payloads bring it to 1 MiB: with
+// payloads of 300 KiB, batches of 4 events.
+func TestProject_BatchBytes(t *testing.T) {
+	s := MustOpen(t, nil)
+	payload := []byte(`{"x":"` + strings.Repeat("x", 300<<10) + `"}`)
+	for range 10 {
+		mustAppend(t, s, eventstore.Event{AggregateID: "big", Type: "Big", Payload: payload})
+	}
+	boom := errors.New("boom")
+	err := projectToFailure(s, "p", func(tx *bolt.ProjectTx, e eventstore.Event) error {
+		if err := countHandler(tx, e); err != nil {
+			return err
+		}
+		if e.Position == 6 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("got %v, want boom", err)
+	}
+	if rm, cp := verifyReadModel(t, s, "p", eventstore.Filter{}); cp != 4 || len(rm.seen) != 4 {
+		t.Fatalf("checkpoint %d, %d events after a failure at position 6; want a first batch of 4", cp, len(rm.seen))
 	}
 }
 
@@ -439,7 +474,7 @@ func TestProjectTx_ErrNotReadModel(t *testing.T) {
 
 	// A handler that returns the refusal: the batch rolls back.
 	for _, name := range storeBuckets {
-		err := s.Project(ctx, "p", eventstore.Filter{}, func(tx *bolt.ProjectTx, e eventstore.Event) error {
+		err := projectToFailure(s, "p", func(tx *bolt.ProjectTx, e eventstore.Event) error {
 			if _, err := tx.CreateBucket([]byte("rm:fine")); err != nil {
 				return err
 			}
@@ -733,7 +768,7 @@ func TestProject_HandlerPanic(t *testing.T) {
 				t.Fatalf("recovered %v, want the handler's panic", r)
 			}
 		}()
-		s.Project(context.Background(), "p", eventstore.Filter{}, func(tx *bolt.ProjectTx, e eventstore.Event) error {
+		projectToFailure(s, "p", func(tx *bolt.ProjectTx, e eventstore.Event) error {
 			if err := countHandler(tx, e); err != nil {
 				return err
 			}
