@@ -207,12 +207,13 @@ func (t *ProjectTx) DeleteBucket(name []byte) error {
 // counter in memory) happens at least once, and again for every batch
 // that is rolled back.
 //
-// Each round reads the checkpoint and then, in read transactions of their
-// own, up to 256 selected events after it (fewer when their payloads and
-// metadata reach 1 MiB), up to the head (see Head). It then opens one
-// write transaction, checks that the checkpoint is still the one it read
-// (if something else moved it, SaveCheckpoint say, the round starts over
-// from the new value), calls handle for each event, and writes the new
+// Each round reads, in one read transaction, the checkpoint and up to 256
+// selected events after it (fewer when their payloads and metadata reach
+// 1 MiB), up to the head (see Head), and copies them out. It then opens
+// one write transaction, checks that the checkpoint is still the one it
+// read (if something else moved it, a SaveCheckpoint of the same name,
+// the round starts over from the new value: the read model is then the
+// caller's to mend), calls handle for each event, and writes the new
 // checkpoint: the last event's position when the batch is full, otherwise
 // the head, so that a caught-up projection stands at the head even when
 // the last events are ones its filter does not select. The commit is
@@ -235,7 +236,8 @@ func (t *ProjectTx) DeleteBucket(name []byte) error {
 //
 // handle runs inside a bbolt write transaction: it must not call this
 // Store (an Append or a SaveCheckpoint would wait for that transaction
-// for ever; a read would see the file before the batch), must not keep
+// for ever, and bbolt warns that a read transaction opened by the goroutine
+// that holds a write transaction can deadlock), must not keep
 // the ProjectTx or its buckets, and should be quick, as every append
 // waits for the batch's commit. The read model is read with
 // ViewReadModel, rebuilt with ResetProjection.
@@ -291,6 +293,9 @@ func (s *Store) Project(ctx context.Context, name string, filter eventstore.Filt
 // applies it. It reports whether the checkpoint moved (so that the next
 // round should start at once); false means it was at the head already.
 func (s *Store) projectRound(ctx context.Context, name string, key []byte, plan storekit.Plan, head uint64, handle func(*ProjectTx, eventstore.Event) error) (moved bool, err error) {
+	if h := s.proj.onRound; h != nil {
+		h()
+	}
 	rb := getReadBuf()
 	defer putReadBuf(rb)
 	page := rb.page[:0]
@@ -349,7 +354,7 @@ func (s *Store) projectRound(ctx context.Context, name string, key []byte, plan 
 		ptx := &ProjectTx{ReadModelTx: ReadModelTx{tx: tx}, name: name}
 		defer func() { ptx.finished = true }()
 		for _, e := range page {
-			err, p, ok := callUser(func() error { return handle(ptx, e) })
+			p, ok, err := callUser(func() error { return handle(ptx, e) })
 			if !ok {
 				panicked, panicVal = true, p
 				return errUserPanic
@@ -397,17 +402,17 @@ var errCheckpointMoved = errors.New("bolt: checkpoint moved")
 // errUserPanic rolls back a transaction whose user function panicked.
 var errUserPanic = errors.New("bolt: panic in a projection's function")
 
-// callUser calls fn, and reports ok false with the value when it panics
-// (so that the transaction is rolled back before the panic goes on: the
-// store's own recovery would take it for bbolt's).
-func callUser(fn func() error) (err error, p any, ok bool) {
+// callUser calls fn and returns its error, or reports ok false with the
+// value when it panics (so that the transaction is rolled back before the
+// panic goes on: the store's own recovery would take it for bbolt's).
+func callUser(fn func() error) (p any, ok bool, err error) {
 	defer func() {
 		if !ok {
 			p = recover()
 		}
 	}()
 	err = fn()
-	return err, nil, true
+	return nil, true, err
 }
 
 // checkpointIn returns the checkpoint under key in tx (0 when there is
@@ -459,7 +464,7 @@ func (s *Store) ResetProjection(ctx context.Context, name string, reset func(tx 
 		if reset != nil {
 			ptx := &ProjectTx{ReadModelTx: ReadModelTx{tx: tx}, name: name}
 			defer func() { ptx.finished = true }()
-			err, p, ok := callUser(func() error { return reset(ptx) })
+			p, ok, err := callUser(func() error { return reset(ptx) })
 			if !ok {
 				panicked, panicVal = true, p
 				return errUserPanic
@@ -498,7 +503,7 @@ func (s *Store) ViewReadModel(ctx context.Context, fn func(tx *ReadModelTx) erro
 	err := s.view(func(tx *bbolt.Tx) error {
 		rtx := &ReadModelTx{tx: tx}
 		defer func() { rtx.finished = true }()
-		err, p, ok := callUser(func() error { return fn(rtx) })
+		p, ok, err := callUser(func() error { return fn(rtx) })
 		if !ok {
 			panicked, panicVal = true, p
 			return errUserPanic
@@ -517,9 +522,10 @@ type projections struct {
 	mu   sync.Mutex
 	held map[string]chan struct{} // closed when the name is released
 
-	// afterRead, when set (by tests), runs in Project between the read of
-	// a batch and its transaction.
-	afterRead func()
+	// onRound and afterRead, when set (by tests), run in Project at the
+	// start of each round, and between the read of a batch and its
+	// transaction.
+	onRound, afterRead func()
 }
 
 // acquire takes name, waiting (if wait) until its runner releases it, ctx

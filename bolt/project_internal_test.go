@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,5 +71,61 @@ func TestProject_CheckpointMovedUnderIt(t *testing.T) {
 	}
 	if fmt.Sprint(handled) != "[7 8 9 10]" {
 		t.Fatalf("handled %v, want [7 8 9 10]: the batch read before the move must be dropped", handled)
+	}
+}
+
+// An idle Project waits for the next commit: it does not read again until
+// one comes.
+func TestProject_IdleWaitsForCommit(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var rounds atomic.Int64
+	s.proj.onRound = func() { rounds.Add(1) }
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	handled := make(chan uint64, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Project(pctx, "p", eventstore.Filter{}, func(tx *ProjectTx, e eventstore.Event) error {
+			handled <- e.Position
+			return nil
+		})
+	}()
+	for i := range 3 {
+		if _, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-handled:
+			if p != uint64(i+1) {
+				t.Fatalf("handled position %d, want %d", p, i+1)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("an appended event was never projected")
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for cp := uint64(0); cp != 3; time.Sleep(time.Millisecond) {
+		if cp, err = s.LoadCheckpoint(ctx, "p"); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint %d never reached 3", cp)
+		}
+	}
+	// After the last batch's commit, one round finds nothing and waits (it
+	// may not have run yet on a busy machine: allow it).
+	before := rounds.Load()
+	time.Sleep(300 * time.Millisecond)
+	if n := rounds.Load() - before; n > 1 {
+		t.Fatalf("%d rounds while idle: Project polls", n)
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("Project returned %v", err)
 	}
 }
