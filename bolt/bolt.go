@@ -26,6 +26,7 @@
 //	snapshots   aggregate ID (its bytes)                             -> snapshot record
 //	checkpoints checkpoint name (its bytes)                          -> position u64
 //	meta        "format"                                             -> "eventstore/bolt 2"
+//	rm:NAME     the application's (read models: see Project)
 //
 // Format 2 is format 1 with tags: the tags bucket, and a 9th field in the
 // records of events with tags (an event without tags has the record of
@@ -35,9 +36,10 @@
 // ErrUnknownFormat, rather than append events whose tags it would drop.
 //
 // These are the store's buckets, a fixed list. Buckets whose names start
-// with "rm:" are reserved for read models, which projections keep in the
-// file beside the checkpoint they advance in the same transaction; the
-// store never reads them. The checkpoints bucket came after the format was
+// with "rm:" (ReadModelPrefix) are reserved for read models, which
+// projections keep in the file beside the checkpoint they advance in the
+// same transaction (see Project); the store never reads them, and Check
+// vets only their pages. The checkpoints bucket came after the format was
 // named: Open adds it to a file that lacks it, and older versions of this
 // package ignore it, so the format stays "eventstore/bolt 1".
 //
@@ -126,6 +128,17 @@
 //
 // Check verifies a whole file: bbolt's page structure, every record's
 // checksum, and that every index agrees with the events.
+//
+// # Projections
+//
+// Project keeps a read model in the file, in buckets named "rm:..."
+// (ReadModelPrefix), exactly once: each batch of events is handed to the
+// handler, and the projection's checkpoint advanced, in one write
+// transaction, so that after any crash the read model holds the effects of
+// exactly the events up to the checkpoint. One Project runs per name on a
+// Store; ViewReadModel reads read models, ResetProjection clears one for a
+// rebuild. The handler's ProjectTx and ViewReadModel's ReadModelTx reach
+// only "rm:" buckets (others fail with ErrNotReadModel).
 //
 // # Damaged files
 //
@@ -364,6 +377,9 @@ type Store struct {
 	// signal holds the last position whose commit returned, and wakes
 	// subscriptions when it grows (see Subscribe).
 	signal *follow.Signal
+
+	// proj holds the names of the projections running (project.go).
+	proj projections
 }
 
 // Open opens the event store in the file at path, creating the file (mode

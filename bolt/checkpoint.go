@@ -18,10 +18,10 @@ var _ eventstore.CheckpointStore = (*Store)(nil)
 var bucketCheckpoints = []byte("checkpoints")
 
 // readModelPrefix starts the name of every bucket that holds a read model
-// (written by a projection in the transaction that advances its
-// checkpoint). The store's own buckets are the fixed list in the package
-// doc, none of which starts with it; Open and Check leave other buckets
-// alone.
+// (written by Project in the transaction that advances its checkpoint);
+// it is exported as ReadModelPrefix. The store's own buckets are the fixed
+// list in the package doc, none of which starts with it; Open leaves other
+// buckets alone, and Check vets only their pages (walkFile, tx.Check).
 const readModelPrefix = "rm:"
 
 // addBuckets creates the buckets that a file of format "eventstore/bolt 1"

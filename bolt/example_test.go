@@ -2,10 +2,14 @@ package bolt_test
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
@@ -41,4 +45,85 @@ func ExampleOpen() {
 	// Output:
 	// 1 1 OrderPlaced {"total":42}
 	// 2 2 OrderPaid {}
+}
+
+// Project keeps a read model, the total of each order, in the store's
+// file: each batch of events and the checkpoint advance in one
+// transaction, so a crash never loses or repeats an event's effect.
+func ExampleStore_Project() {
+	dir, err := os.MkdirTemp("", "eventstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	ctx := context.Background()
+	s, err := bolt.Open(filepath.Join(dir, "events.db"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	for _, e := range []eventstore.Event{
+		{AggregateID: "order-1", Type: "ItemAdded", Payload: []byte(`{"price":30}`)},
+		{AggregateID: "order-1", Type: "ItemAdded", Payload: []byte(`{"price":12}`)},
+		{AggregateID: "order-2", Type: "ItemAdded", Payload: []byte(`{"price":5}`)},
+		{AggregateID: "order-2", Type: "OrderShipped", Payload: []byte(`{}`)},
+	} {
+		if _, err := s.Append(ctx, e); err != nil {
+			log.Fatal(err)
+		}
+	}
+	head, err := s.Head(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Project runs until ctx ends; this example stops it once it is
+	// caught up, when the checkpoint reaches the head.
+	ctx2, stop := context.WithCancel(ctx)
+	go func() {
+		for {
+			if p, err := s.LoadCheckpoint(ctx, "order-totals"); err != nil || p >= head {
+				stop()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	totals := []byte("rm:order-totals")
+	err = s.Project(ctx2, "order-totals", eventstore.Filter{Types: []string{"ItemAdded"}},
+		func(tx *bolt.ProjectTx, e eventstore.Event) error {
+			var item struct{ Price uint64 }
+			if err := json.Unmarshal(e.Payload, &item); err != nil {
+				return err
+			}
+			b, err := tx.CreateBucketIfNotExists(totals)
+			if err != nil {
+				return err
+			}
+			var total uint64
+			if v := b.Get([]byte(e.AggregateID)); v != nil {
+				total = binary.BigEndian.Uint64(v)
+			}
+			return b.Put([]byte(e.AggregateID), binary.BigEndian.AppendUint64(nil, total+item.Price))
+		})
+	if !errors.Is(err, context.Canceled) {
+		log.Fatal(err)
+	}
+
+	err = s.ViewReadModel(ctx, func(tx *bolt.ReadModelTx) error {
+		return tx.Bucket(totals).ForEach(func(k, v []byte) error {
+			fmt.Println(string(k), binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.LoadCheckpoint(ctx, "order-totals")
+	fmt.Println("checkpoint", p)
+	// Output:
+	// order-1 42
+	// order-2 5
+	// checkpoint 4
 }
