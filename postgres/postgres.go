@@ -184,6 +184,14 @@ type Store struct {
 	committing bool         // a commitLoop goroutine runs
 
 	live live // subscriptions: see Subscribe
+
+	// Projection locks: see LockProjection. closeCtx ends when Close
+	// begins; holds are the locks held through this Store, which Close
+	// gives up before it returns.
+	closeCtx    context.Context
+	closeCancel context.CancelFunc
+	hmu         sync.Mutex
+	holds       map[*hold]struct{}
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
@@ -242,19 +250,31 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error
 	if err := migrate(ctx, pool, o.Schema, o.RequireSchema); err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool, opts: o, sql: newQueries(pgx.Identifier{o.Schema}.Sanitize())}, nil
+	closeCtx, closeCancel := context.WithCancel(context.Background())
+	return &Store{
+		pool:        pool,
+		opts:        o,
+		sql:         newQueries(pgx.Identifier{o.Schema}.Sanitize()),
+		closeCtx:    closeCtx,
+		closeCancel: closeCancel,
+		holds:       make(map[*hold]struct{}),
+	}, nil
 }
 
 // Schema returns the PostgreSQL schema holding the store's tables.
 func (s *Store) Schema() string { return s.opts.Schema }
 
-// Close ends every subscription, releases the store and, if Open made it,
-// its connection pool. Calls
+// Close ends every subscription, gives up every projection lock held
+// through the store (ending Project runs with ErrClosed), releases the
+// store and, if Open made it, its connection pool. Calls
 // after Close fail with eventstore.ErrClosed; closing again returns nil.
-// Close waits for queries in flight to return their connections.
+// Close waits for queries in flight to return their connections, and for
+// the lock connections to close.
 func (s *Store) Close() error {
 	s.close.Do(func() {
 		s.closed.Store(true)
+		s.closeCancel()
+		s.releaseHolds()
 		s.stopLive()
 		if s.ownPool {
 			s.pool.Close()
