@@ -332,7 +332,13 @@ func TestProject_LockLostMidBatch(t *testing.T) {
 			return err
 		}
 		if e.Position == 5 {
-			once.Do(func() { close(blocked); <-resume })
+			once.Do(func() {
+				close(blocked)
+				select {
+				case <-resume:
+				case <-ctx.Done():
+				}
+			})
 		}
 		return nil
 	})
