@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
@@ -648,4 +650,69 @@ func TestResetProjection(t *testing.T) {
 	waitCheckpoint(t, s, name, head)
 	require.Equal(t, head, checkReadModel(t, s, tbl, name))
 	require.ErrorIs(t, stop(), context.Canceled)
+}
+
+// eventReads counts the queries that read events, on every connection
+// made from the configuration it traces.
+type eventReads struct {
+	events string // the quoted events table
+	n      atomic.Int64
+}
+
+func (r *eventReads) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(data.SQL, r.events+" WHERE position >") {
+		r.n.Add(1)
+	}
+	return ctx
+}
+
+func (r *eventReads) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// An idle runner waits for a commit: it reads no events until one comes.
+func TestProject_IdleReadsNothing(t *testing.T) {
+	reads := &eventReads{}
+	s := openWithConfig(t, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = reads })
+	reads.events = pgx.Identifier{s.Schema()}.Sanitize() + ".events"
+	tbl := readModel(t, s)
+	const name = "idle"
+	head := appendMixed(t, s, 10)
+	stop := runProject(t, s, name, apply(tbl))
+	waitCheckpoint(t, s, name, head)
+	// A wake-up or two may follow the start (the first poll, the listener
+	// connecting); then the count must stay still.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		before := reads.n.Load()
+		time.Sleep(time.Second)
+		if reads.n.Load() == before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an idle runner still reads events: %d reads so far", reads.n.Load())
+		}
+	}
+	idle := reads.n.Load()
+	head = appendMixed(t, s, 4)
+	waitCheckpoint(t, s, name, head)
+	require.Greater(t, reads.n.Load(), idle, "the commit woke the runner")
+	checkReadModel(t, s, tbl, name)
+	require.ErrorIs(t, stop(), context.Canceled)
+}
+
+// A name no checkpoint can have is refused at once, and a closed store
+// refuses everything with ErrClosed.
+func TestProject_Refusals(t *testing.T) {
+	s := mustOpen(t, nil)
+	ctx := context.Background()
+	noop := func(context.Context, pgx.Tx, eventstore.Event) error { return nil }
+	_, _, err := s.LockProjection(ctx, "")
+	require.ErrorIs(t, err, eventstore.ErrInvalidCheckpoint)
+	require.ErrorIs(t, s.Project(ctx, "bad\x00name", selected, noop), eventstore.ErrInvalidCheckpoint)
+	require.ErrorIs(t, s.ResetProjection(ctx, "", nil), eventstore.ErrInvalidCheckpoint)
+	require.Error(t, s.Project(ctx, "p", selected, nil))
+
+	require.NoError(t, s.Close())
+	_, _, err = s.LockProjection(ctx, "p")
+	require.ErrorIs(t, err, eventstore.ErrClosed)
+	require.ErrorIs(t, s.Project(ctx, "p", selected, noop), eventstore.ErrClosed)
+	require.ErrorIs(t, s.ResetProjection(ctx, "p", nil), eventstore.ErrClosed)
 }
