@@ -34,7 +34,7 @@
 //	  metadata        jsonb, NULL when the event has none
 //	log_head          one row: the last position handed out
 //	snapshots         the latest snapshot of each aggregate (SnapshotStore)
-//	checkpoints       name -> position (CheckpointStore)
+//	checkpoints       name -> position (CheckpointStore, and Project's progress)
 //	events_notify     a trigger: every insert into events notifies the schema's channel (Subscribe)
 //	schema_migrations the migrations applied
 //
@@ -52,6 +52,19 @@
 // aggregates, and bounded by the server's commit latency (its WAL flush);
 // concurrent appends of one Store share a commit (group commit) to win
 // back throughput. Appends from several processes serialize on the lock.
+//
+// # Projections
+//
+// Project keeps a read model in the same database exactly once: it hands
+// each selected event to a handler inside the transaction that also moves
+// the projection's checkpoint (a row of checkpoints), so the read model
+// and the checkpoint commit together. One runner per projection name
+// runs at a time across every process on the schema: Project holds
+// LockProjection(name), a session-level advisory lock on a connection of
+// its own, and runs its transactions on that connection, so a runner that
+// loses the lock cannot commit; the others wait as hot standbys and take
+// over from the checkpoint the moment it is freed (at once when a runner
+// dies). ResetProjection starts one over, unless it runs.
 //
 // # Errors
 //
