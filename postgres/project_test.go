@@ -716,3 +716,33 @@ func TestProject_Refusals(t *testing.T) {
 	require.ErrorIs(t, s.Project(ctx, "p", selected, noop), eventstore.ErrClosed)
 	require.ErrorIs(t, s.ResetProjection(ctx, "p", nil), eventstore.ErrClosed)
 }
+
+// The lock's connection asks the server for TCP keepalives, so that the
+// server frees the lock of a runner that vanished silently; the handler's
+// transaction runs on that connection.
+func TestProject_LockConnectionKeepalives(t *testing.T) {
+	s := mustOpen(t, nil)
+	appendTyped(t, s, "Selected", 1)
+	got := map[string]string{}
+	enough := errors.New("enough")
+	err := s.Project(context.Background(), "keepalive", selected, func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+		for _, name := range []string{"tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout"} {
+			var v string
+			if err := tx.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+				return err
+			}
+			got[name] = v
+		}
+		return enough
+	})
+	require.ErrorIs(t, err, enough)
+	if got["tcp_keepalives_idle"] == "0" {
+		t.Skip("connected through a Unix socket, where the server ignores keepalive settings")
+	}
+	require.Equal(t, map[string]string{
+		"tcp_keepalives_idle":     "10",
+		"tcp_keepalives_interval": "5",
+		"tcp_keepalives_count":    "3",
+		"tcp_user_timeout":        "30000",
+	}, got)
+}
