@@ -29,7 +29,10 @@ const (
 	// lockPingInterval is how often an idle hold checks its connection.
 	lockPingInterval = time.Second
 	// lockPingTimeout bounds one check; a check that fails ends the hold.
-	lockPingTimeout = 2 * time.Second
+	// Generous, so that a loaded server does not lose holds for nothing:
+	// a silent connection ends a hold within lockPingInterval +
+	// lockPingTimeout + lockCancelDelay (6 s).
+	lockPingTimeout = 3 * time.Second
 	// lockCancelDelay is how long a cancelled statement on a lock
 	// connection waits for the server to honour the cancel request before
 	// the connection is dropped.
@@ -176,9 +179,10 @@ func closeLockConn(conn *pgx.Conn, key int64, unlock bool) {
 //   - ctx ends: the hold is then given up, as by release;
 //   - release is called;
 //   - the store closes (cause eventstore.ErrClosed);
-//   - the connection fails: it is checked every second or so, so held
-//     ends within a few seconds of a connection killed by the server
-//     (pg_terminate_backend, a restart) or one that stopped answering.
+//   - the connection fails: it is checked every second or so (and by
+//     each statement of Project's transactions), so held ends about a
+//     second after the server kills it (pg_terminate_backend, a restart),
+//     and within 6 s when the server stops answering.
 //
 // A process that dies, even by SIGKILL, gives up its holds at once: the
 // server sees its sockets close and ends its sessions. A runner that
