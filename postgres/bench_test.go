@@ -2,10 +2,12 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -111,4 +113,61 @@ func BenchmarkInsertBaseline(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 		})
 	}
+}
+
+// BenchmarkProject measures exactly-once projection: b.N events, appended
+// before the timer starts, each inserted into a read-model table by the
+// handler, in the transactions of Project (ProjectBatchSize events and
+// their checkpoint per commit). The timer stops when the checkpoint
+// reaches the head.
+func BenchmarkProject(b *testing.B) {
+	s := mustNew(b, 4)
+	ctx := context.Background()
+	tbl := pgx.Identifier{s.Schema(), "readmodel"}.Sanitize()
+	if _, err := admin(b).Exec(ctx, `CREATE TABLE `+tbl+` (id uuid PRIMARY KEY, position bigint NOT NULL, type text NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(`{"name":"Ada Lovelace","email":"ada@example.com","n":1}`)
+	for left := b.N; left > 0; {
+		batch := make([]eventstore.Event, min(left, 1000))
+		agg := uuid.NewString()
+		for i := range batch {
+			batch[i] = eventstore.Event{AggregateID: agg, Type: "Benchmarked", Payload: payload}
+		}
+		if _, err := s.Append(ctx, batch...); err != nil {
+			b.Fatal(err)
+		}
+		left -= len(batch)
+	}
+	head, err := s.Head(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	insert := `INSERT INTO ` + tbl + ` (id, position, type) VALUES ($1, $2, $3)`
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() {
+		done <- s.Project(pctx, "bench", eventstore.Filter{}, func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+			_, err := tx.Exec(ctx, insert, e.ID, int64(e.Position), e.Type)
+			return err
+		})
+	}()
+	for {
+		cp, err := s.LoadCheckpoint(ctx, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if cp >= head {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

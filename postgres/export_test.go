@@ -15,3 +15,7 @@ func Committing(s *Store) bool {
 	defer s.gmu.Unlock()
 	return s.committing
 }
+
+// ProjectionLockKey is the advisory lock key of projection name in schema,
+// so that a test can find its holder in pg_locks.
+func ProjectionLockKey(schema, name string) int64 { return projectionKey(schema, name) }

@@ -34,7 +34,7 @@
 //	  metadata        jsonb, NULL when the event has none
 //	log_head          one row: the last position handed out
 //	snapshots         the latest snapshot of each aggregate (SnapshotStore)
-//	checkpoints       name -> position (CheckpointStore)
+//	checkpoints       name -> position (CheckpointStore, and Project's progress)
 //	events_notify     a trigger: every insert into events notifies the schema's channel (Subscribe)
 //	schema_migrations the migrations applied
 //
@@ -52,6 +52,19 @@
 // aggregates, and bounded by the server's commit latency (its WAL flush);
 // concurrent appends of one Store share a commit (group commit) to win
 // back throughput. Appends from several processes serialize on the lock.
+//
+// # Projections
+//
+// Project keeps a read model in the same database exactly once: it hands
+// each selected event to a handler inside the transaction that also moves
+// the projection's checkpoint (a row of checkpoints), so the read model
+// and the checkpoint commit together. One runner per projection name
+// runs at a time across every process on the schema: Project holds
+// LockProjection(name), a session-level advisory lock on a connection of
+// its own, and runs its transactions on that connection, so a runner that
+// loses the lock cannot commit; the others wait as hot standbys and take
+// over from the checkpoint the moment it is freed (at once when a runner
+// dies). ResetProjection starts one over, unless it runs.
 //
 // # Errors
 //
@@ -184,6 +197,14 @@ type Store struct {
 	committing bool         // a commitLoop goroutine runs
 
 	live live // subscriptions: see Subscribe
+
+	// Projection locks: see LockProjection. closeCtx ends when Close
+	// begins; holds are the locks held through this Store, which Close
+	// gives up before it returns.
+	closeCtx    context.Context
+	closeCancel context.CancelFunc
+	hmu         sync.Mutex
+	holds       map[*hold]struct{}
 }
 
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
@@ -242,19 +263,31 @@ func newStore(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error
 	if err := migrate(ctx, pool, o.Schema, o.RequireSchema); err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool, opts: o, sql: newQueries(pgx.Identifier{o.Schema}.Sanitize())}, nil
+	closeCtx, closeCancel := context.WithCancel(context.Background())
+	return &Store{
+		pool:        pool,
+		opts:        o,
+		sql:         newQueries(pgx.Identifier{o.Schema}.Sanitize()),
+		closeCtx:    closeCtx,
+		closeCancel: closeCancel,
+		holds:       make(map[*hold]struct{}),
+	}, nil
 }
 
 // Schema returns the PostgreSQL schema holding the store's tables.
 func (s *Store) Schema() string { return s.opts.Schema }
 
-// Close ends every subscription, releases the store and, if Open made it,
-// its connection pool. Calls
+// Close ends every subscription, gives up every projection lock held
+// through the store (ending Project runs with ErrClosed), releases the
+// store and, if Open made it, its connection pool. Calls
 // after Close fail with eventstore.ErrClosed; closing again returns nil.
-// Close waits for queries in flight to return their connections.
+// Close waits for queries in flight to return their connections, and for
+// the lock connections to close.
 func (s *Store) Close() error {
 	s.close.Do(func() {
 		s.closed.Store(true)
+		s.closeCancel()
+		s.releaseHolds()
 		s.stopLive()
 		if s.ownPool {
 			s.pool.Close()
