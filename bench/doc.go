@@ -30,6 +30,7 @@
 //	BenchmarkReplay/{backend}/time                ReadTime of a window holding a tenth of the events
 //	BenchmarkSubscribe/{backend}/latency          Append's return to a live subscriber's yield (percentiles)
 //	BenchmarkSubscribe/{backend}/catchup          Subscribe from 0 over the whole fixture (compare .../all)
+//	BenchmarkProject/{bolt,postgres}/exactly-once a read model of 100,000 events in the store's own transactions
 //
 // Backends: memory, bolt (durable), bolt-nosync (Options.UnsafeNoSync),
 // postgres (skipped when no server answers at EVENTSTORE_POSTGRES_DSN or

@@ -82,6 +82,21 @@ func (l flockLocker) LockProjection(ctx context.Context, name string) (context.C
 	}, nil
 }
 
+// storeLocker is the store's own Locker (what Run uses when
+// Options.Locker is nil), reporting when it holds the lock.
+type storeLocker struct {
+	s      *postgres.Store
+	onLock func()
+}
+
+func (l storeLocker) LockProjection(ctx context.Context, name string) (context.Context, func(), error) {
+	held, release, err := l.s.LockProjection(ctx, name)
+	if err == nil {
+		l.onLock()
+	}
+	return held, release, err
+}
+
 func child(id string) {
 	ctx := context.Background()
 	fail := func(err error) {
@@ -108,10 +123,16 @@ func child(id string) {
 		time.Sleep(5 * time.Millisecond) // a read model that takes a while
 		return nil
 	}}
+	// With no flock file the lock is the store's own: PostgreSQL's advisory
+	// lock, the one Run takes when Options.Locker is nil.
+	var locker projection.Locker = storeLocker{s: s, onLock: func() { say("locked") }}
+	if path := os.Getenv(envLock); path != "" {
+		locker = flockLocker{path: path, onLock: func() { say("locked") }, pollGap: 10 * time.Millisecond}
+	}
 	err = projection.Run(ctx, s, s, p, &projection.Options{
 		BatchSize:    10,
 		IdleInterval: 50 * time.Millisecond,
-		Locker:       flockLocker{path: os.Getenv(envLock), onLock: func() { say("locked") }, pollGap: 10 * time.Millisecond},
+		Locker:       locker,
 		Progress:     func(pr projection.Progress) { say("saved %d", pr.Checkpoint) },
 	})
 	fail(fmt.Errorf("Run returned: %v", err))
@@ -196,14 +217,21 @@ func startChild(t *testing.T, id, schema, lock, logPath string) *exec.Cmd {
 }
 
 // TestRun_KilledRunner runs one projection in two processes that share a
-// PostgreSQL store and a flock: A holds the lock, B waits as a standby. A
+// PostgreSQL store and a lock: A holds the lock, B waits as a standby. A
 // is killed with SIGKILL mid-stream; B takes over from A's checkpoint, and
 // in the end every event was handled at least once, the read model is
-// complete, and B handled nothing while A held the lock.
+// complete, and B handled nothing while A held the lock. It runs with a
+// flock, and with the store's own lock (PostgreSQL's advisory lock, which
+// the server releases when A's session dies).
 func TestRun_KilledRunner(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
+	t.Run("flock", func(t *testing.T) { testKilledRunner(t, true) })
+	t.Run("advisory", func(t *testing.T) { testKilledRunner(t, false) })
+}
+
+func testKilledRunner(t *testing.T, flock bool) {
 	schema := pgtest.FreshSchema(t)
 	ctx := context.Background()
 	s, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema})
@@ -213,6 +241,9 @@ func TestRun_KilledRunner(t *testing.T) {
 	defer s.Close()
 	dir := t.TempDir()
 	lock, logPath := filepath.Join(dir, "lock"), filepath.Join(dir, "log")
+	if !flock {
+		lock = ""
+	}
 	appendN(t, s, 150, "Happened")
 
 	a := startChild(t, "A", schema, lock, logPath)

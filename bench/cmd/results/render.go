@@ -45,6 +45,7 @@ var labels = map[string]string{
 	"Replay/time":                  "ReadTime, a tenth of the events",
 	"Subscribe/latency":            "Append, 1 event per call, each yielded by a live Subscribe (latency table)",
 	"Subscribe/catchup":            "Subscribe from position 0, every event (compare ReadAll)",
+	"Project/exactly-once":         "exactly-once Project of 100,000 events, one record per event in the read model",
 }
 
 // table is the results arranged as workloads by backends.
