@@ -225,6 +225,32 @@ func readLayout(raw []byte) layout {
 	return l
 }
 
+// inUse returns the pages that the freelist of raw's newest meta does not
+// list as free.
+func (l layout) inUse(raw []byte, pages []int) []int {
+	meta := 0
+	if binary.NativeEndian.Uint64(raw[l.pageSize+64:]) > binary.NativeEndian.Uint64(raw[64:]) {
+		meta = 1
+	}
+	fl := int(binary.NativeEndian.Uint64(raw[meta*l.pageSize+48:]))
+	hdr := raw[fl*l.pageSize:]
+	count, ids := int(binary.NativeEndian.Uint16(hdr[10:])), hdr[16:]
+	if count == 0xFFFF { // the count overflows into the first element
+		count, ids = int(binary.NativeEndian.Uint64(ids)), ids[8:]
+	}
+	free := map[int]bool{}
+	for i := range count {
+		free[int(binary.NativeEndian.Uint64(ids[8*i:]))] = true
+	}
+	var used []int
+	for _, p := range pages {
+		if !free[p] {
+			used = append(used, p)
+		}
+	}
+	return used
+}
+
 // mutate returns a damaged copy of raw, and what was done to it.
 func mutate(raw []byte, l layout, rng *rand.Rand, kind int) ([]byte, string) {
 	b := bytes.Clone(raw)
@@ -549,8 +575,10 @@ func TestCheck_DamagedElementsInChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := readLayout(raw)
-	// The high byte of the pos of the last element of a leaf in the middle.
-	p := l.kinds[0x02][len(l.kinds[0x02])/2]
+	// The high byte of the pos of the last element of a leaf in the middle
+	// of those in use: damage to a free page is no damage.
+	used := l.inUse(raw, l.kinds[0x02])
+	p := used[len(used)/2]
 	raw[p*l.pageSize+16+(l.count[p]-1)*16+4+3] ^= 0x20
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)

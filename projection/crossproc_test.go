@@ -255,18 +255,26 @@ func testKilledRunner(t *testing.T, flock bool) {
 		return len(l.positions("A", "handled", 0, len(l.lines))) >= 65 && len(l.positions("A", "saved", 0, len(l.lines))) > 0
 	})
 
+	// Two marks in the log: KILLING before the signal (B must log nothing
+	// before it), KILLED once A is gone (A logs nothing after it). B may
+	// take the lock between the two: the kernel or the server frees it as
+	// A dies, before this process learns of it.
+	mark := func(line string) {
+		f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	mark("KILLING A")
 	if err := a.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	a.Wait() // A has written its last line
-	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("KILLED A\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	mark("KILLED A")
 
 	appendN(t, s, 50, "Happened")
 	eventually(t, "B handled the last event, 250", func() bool {
@@ -277,8 +285,8 @@ func testKilledRunner(t *testing.T, flock bool) {
 	eventually(t, "the checkpoint reaches 250", func() bool { return checkpoint(t, s, "killed") == 250 })
 
 	l := readLog(t, logPath)
-	killed := l.index("KILLED A")
-	for _, line := range l.lines[:killed] {
+	killing, killed := l.index("KILLING A"), l.index("KILLED A")
+	for _, line := range l.lines[:killing] {
 		if strings.HasPrefix(line, "B ") {
 			t.Fatalf("B logged %q before A was killed", line)
 		}
@@ -286,12 +294,12 @@ func testKilledRunner(t *testing.T, flock bool) {
 	if n := len(l.positions("A", "handled", killed, len(l.lines))); n > 0 {
 		t.Fatalf("A handled %d events after it was killed", n)
 	}
-	if l.index("B locked") < killed {
+	if l.index("B locked") < killing {
 		t.Fatal("B did not take the lock after A was killed")
 	}
 	handledA := l.positions("A", "handled", 0, killed)
 	savedA := l.positions("A", "saved", 0, killed)
-	handledB := l.positions("B", "handled", killed, len(l.lines))
+	handledB := l.positions("B", "handled", killing, len(l.lines))
 	lastA, lastSavedA, firstB := handledA[len(handledA)-1], savedA[len(savedA)-1], handledB[0]
 	t.Logf("A handled 1-%d and saved %d; B resumed at %d", lastA, lastSavedA, firstB)
 
