@@ -207,6 +207,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -302,6 +303,12 @@ type Options struct {
 	// the events stored and then waits, since no other process can append
 	// while it holds the file. Default false.
 	ReadOnly bool
+
+	// WAL turns on the write-ahead log (see "Write-ahead log" in the
+	// package doc): each commit fdatasyncs one record of the log instead
+	// of fsyncing the file twice, and checkpoints sync the file. It has no
+	// effect with UnsafeNoSync or ReadOnly. Default false.
+	WAL bool
 }
 
 // Store is an event store in one bbolt file. It is safe for concurrent use.
@@ -364,6 +371,9 @@ type Store struct {
 	// signal holds the last position whose commit returned, and wakes
 	// subscriptions when it grows (see Subscribe).
 	signal *follow.Signal
+
+	// wal is the write-ahead log, nil when it is off (walmode.go).
+	wal *walState
 }
 
 // Open opens the event store in the file at path, creating the file (mode
@@ -413,6 +423,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 	// first, and keeps it: after a panic inside bbolt, releasing the lock
 	// must not depend on bbolt.
 	var file *os.File
+	var replay [][]byte // the records of a log to replay, if there is one
 	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
 		if err != nil {
@@ -428,6 +439,12 @@ func Open(path string, opts *Options) (s *Store, err error) {
 				return nil, err
 			}
 		}
+		// Whether or not this Store uses a log, a log left by a crash
+		// must be replayed: the file may not be whole without it.
+		if replay, err = recoverLog(f, name, o.ReadOnly); err != nil { // walmode.go
+			releaseFile(f)
+			return nil, err
+		}
 		if err := prepareFile(f, name); err != nil { // durable.go
 			releaseFile(f)
 			return nil, err
@@ -440,6 +457,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		return f, nil
 	}
 
+	useWAL := o.WAL && !o.UnsafeNoSync && !o.ReadOnly
 	var db *bbolt.DB
 	defer func() {
 		if r := recover(); r != nil {
@@ -454,13 +472,17 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+	bopts := &bbolt.Options{
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
 		ReadOnly:     o.ReadOnly,
 		OpenFile:     openFile,
-	})
+	}
+	if useWAL {
+		bopts.InitialMmapSize = walInitialMmapSize
+	}
+	db, err = bbolt.Open(path, 0o600, bopts)
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		// Where lockFile leaves the locking to bbolt.
@@ -471,6 +493,18 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		return nil, fmt.Errorf("bolt: open %s: %w: %w", path, eventstore.ErrCorrupt, err)
 	case err != nil:
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	if replay != nil {
+		if len(replay) > 0 {
+			if _, err := replayLog(db, replay); err != nil {
+				closeQuietly(db)
+				return nil, fmt.Errorf("bolt: open %s: replay the log: %w", path, err)
+			}
+		}
+		if err := finishRecovery(path); err != nil {
+			closeQuietly(db)
+			return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+		}
 	}
 	if err := initFile(db, o.ReadOnly); err != nil {
 		closeQuietly(db)
@@ -494,6 +528,11 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		commit:       (*bbolt.Tx).Commit,
 		gather:       gather.Gatherer{MaxWait: o.MaxCommitWait},
 		signal:       signal,
+	}
+	if useWAL {
+		// From now on the log makes commits durable (see walmode.go).
+		db.NoSync = true
+		s.wal = &walState{path: path + walSuffix, dir: filepath.Dir(path)}
 	}
 	liveStores.Store(s, struct{}{})
 	return s, nil
@@ -623,8 +662,22 @@ func (s *Store) Close() error {
 		releaseFile(s.file)
 		return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed (%s); the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt, why)
 	}
+	var walErr error
+	if s.wal != nil {
+		// Sync the file and remove the log; after a failure, leave the
+		// log to the next Open.
+		s.wmu.Lock()
+		if !s.poisoned.Load() {
+			walErr = s.closeLog()
+		}
+		s.abandonLog()
+		s.wmu.Unlock()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
+	}
+	if walErr != nil {
+		return fmt.Errorf("bolt: close %s: %w", s.path, walErr)
 	}
 	return nil
 }
@@ -762,6 +815,12 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 	}
 	defer recovered(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if s.wal != nil && s.wal.f == nil {
+		// No log: the file holds every commit, and this one is synced
+		// by bbolt as without a log.
+		s.db.NoSync = false
+		defer func() { s.db.NoSync = true }()
+	}
 	tx, err := s.begin(true)
 	if err != nil {
 		return err
@@ -787,7 +846,21 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
 		}
 	}()
-	return s.commitTx(tx)
+	if s.wal == nil || s.wal.f == nil {
+		return s.commitTx(tx)
+	}
+	// With the log: commit without bbolt's fsyncs, then checkpoint, which
+	// syncs the file and makes this commit the base, so that a crash
+	// never restores a base without it (the log holds only events). The
+	// pin can go first: the checkpoint follows before the next write.
+	s.wal.dropPin()
+	if err := s.commitTx(tx); err != nil {
+		return err
+	}
+	if err := s.checkpoint(); err != nil {
+		return fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
+	}
+	return nil
 }
 
 // rollback rolls back the write transaction tx. If bbolt panics doing so
@@ -811,7 +884,11 @@ var errNeedsReopen = fmt.Errorf("bolt: %w", eventstore.ErrNeedsReopen)
 // commitTx commits tx. A failed commit poisons the store, and its error
 // matches ErrUnknownOutcome.
 func (s *Store) commitTx(tx *bbolt.Tx) error {
-	if err := s.commit(tx); err != nil {
+	commit := s.commit
+	if s.wal != nil && s.wal.f != nil {
+		commit = s.commitNoSync
+	}
+	if err := commit(tx); err != nil {
 		s.poisoned.Store(true)
 		return fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
 	}
