@@ -231,7 +231,8 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 		if cap(w.log) <= maxBatchBytes {
 			s.wal.buf = w.log[:0]
 		}
-		if s.wal.end >= walLimit || s.mayRemap(tx, len(w.log), w.keys) {
+		s.wal.size = tx.Size()
+		if s.wal.needCheckpoint(1) || s.mayRemap(tx, len(w.log), w.keys) {
 			s.wal.dropPin() // a checkpoint follows (afterCommit)
 		}
 	}

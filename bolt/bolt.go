@@ -59,8 +59,9 @@
 //
 // # Writes
 //
-// Appends are durable on return: each commit is fsynced (unless
-// Options.UnsafeNoSync). Concurrent appends share commits: while one commit
+// Appends are durable on return: each commit is fdatasynced, as a record
+// of the write-ahead log (below) or, with Options.NoWAL, by bbolt itself
+// (unless Options.UnsafeNoSync). Concurrent appends share commits: while one commit
 // runs, the appends that arrive queue up, and the next commit takes all of
 // them at once, checks each in turn against the ones before it, and answers
 // each caller with its own result; a conflict in one append does not fail
@@ -86,6 +87,57 @@
 // until it is closed and opened again. Open then syncs the file and reads
 // its state from the disk, not from what a failed fsync may have left in
 // the cache (see Open).
+//
+// # Write-ahead log
+//
+// bbolt fsyncs a commit twice: its pages, then its meta page. With the
+// log (the default), a group commit instead writes its events as one
+// record to the file <path>-wal (created 0600 by the first write, its
+// directory fsynced, covered by the store file's lock), fdatasyncs the
+// log, and only then commits its bbolt transaction, without fsync; readers,
+// subscriptions and Head see the commit only after that, so they never see
+// an event that is not durable. A record carries its length, a CRC32C and
+// the log's generation, so that a torn tail, or the bytes of an earlier
+// generation left in a reused log, are never replayed.
+//
+// A checkpoint fdatasyncs the store's file and makes its state the log's
+// base: a header, written to one of two slots with the next generation,
+// holds a copy of bbolt's meta page. Until the next checkpoint the store
+// keeps a read transaction open on the base, so that bbolt never writes
+// over its pages. A checkpoint runs when the log reaches 16 MiB, after 128
+// commits or 4 MiB of file growth (the pages that commits free cannot be
+// reused until then), a second after the last commit, before a commit that
+// may have to grow bbolt's memory map (which waits for every read
+// transaction), and after every write that is not an append (SaveCheckpoint,
+// SaveSnapshot, DeleteSnapshot, Import, projections), which the log does not
+// hold: such a write returns once it is in the base. Close checkpoints and
+// removes the log: a closed store is one file.
+//
+// After a crash, Open writes the base's meta page back into the file, so
+// that bbolt reads the base, whose pages are intact whatever the commits
+// after it left half-written, replays the log's records of the base's
+// generation in one synced transaction, and removes the log. Opening with
+// Options.NoWAL replays a log too. A read-only Open of a file with such a
+// log fails with ErrNeedsRecovery: the file alone may be torn. Versions of
+// this package without the log must not open a file that a crash left with
+// a log.
+//
+// The trade-off: one fdatasync per commit instead of two (single appends
+// and group commits are faster, see bench/RESULTS.md), for a second file
+// while the store is open, a checkpoint's sync now and then (a commit that
+// runs it waits for it), a file that grows between checkpoints by the pages
+// the base holds (a few MiB), and the replay on Open after a crash.
+// Options.NoWAL turns the log off; Options.UnsafeNoSync (no fsync at all)
+// implies it.
+//
+// When the log's write or fdatasync fails, the commit is rolled back and
+// its appends answer eventstore.ErrUnknownOutcome (the record may be in
+// the log, and then the next Open replays it); when the bbolt commit after
+// the log's fdatasync fails, they answer the same, and the next Open
+// replays the record. Either way the store refuses later writes until it
+// is reopened, and Close leaves the log to that Open. A failed checkpoint
+// does the same to later writes; the commits it followed were durable
+// already.
 //
 // # Reads
 //
@@ -299,16 +351,20 @@ type Options struct {
 	// error matching ErrReadOnly; reads, Head, Check and Backup work. The
 	// file must already be a store: a missing file fails with an error
 	// matching fs.ErrNotExist, an empty one with
-	// eventstore.ErrUnknownFormat. Subscribe on a read-only Store yields
+	// eventstore.ErrUnknownFormat, one whose write-ahead log a crash left
+	// with ErrNeedsRecovery. Subscribe on a read-only Store yields
 	// the events stored and then waits, since no other process can append
 	// while it holds the file. Default false.
 	ReadOnly bool
 
-	// WAL turns on the write-ahead log (see "Write-ahead log" in the
-	// package doc): each commit fdatasyncs one record of the log instead
-	// of fsyncing the file twice, and checkpoints sync the file. It has no
-	// effect with UnsafeNoSync or ReadOnly. Default false.
-	WAL bool
+	// NoWAL turns the write-ahead log off (see "Write-ahead log" in the
+	// package doc): each commit is then a plain bbolt commit, which
+	// fsyncs the file twice, and no log file is ever made. With the log,
+	// a commit fdatasyncs one record of the log, and checkpoints sync the
+	// file. UnsafeNoSync and ReadOnly imply NoWAL (a read-only Open still
+	// refuses a file whose log needs recovery). Default false: the log is
+	// on.
+	NoWAL bool
 }
 
 // Store is an event store in one bbolt file. It is safe for concurrent use.
@@ -387,7 +443,10 @@ type Store struct {
 // damaged. Before bbolt reads the file, Open checks, under the file's
 // lock, the pages bbolt trusts when it opens a file (the meta pages and
 // the freelist), so that a damaged file fails with ErrCorrupt rather than
-// a panic inside bbolt. An empty file becomes a new store.
+// a panic inside bbolt. An empty file becomes a new store. A write-ahead
+// log that a crash left beside the file is replayed first, whatever
+// Options.NoWAL says (see "Write-ahead log" in the package doc); a
+// read-only Open refuses it with ErrNeedsRecovery.
 //
 // On Linux, Open locks the file itself before bbolt reads it. When the file
 // is new (empty), Open fsyncs its directory, so that the file's name
@@ -457,7 +516,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		return f, nil
 	}
 
-	useWAL := o.WAL && !o.UnsafeNoSync && !o.ReadOnly
+	useWAL := !o.NoWAL && !testNoWAL && !o.UnsafeNoSync && !o.ReadOnly
 	var db *bbolt.DB
 	defer func() {
 		if r := recover(); r != nil {

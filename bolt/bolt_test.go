@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 		opts *bolt.Options
 	}{
 		{"durable", nil},
-		{"WAL", &bolt.Options{WAL: true}},
+		{"NoWAL", &bolt.Options{NoWAL: true}},
 		{"UnsafeNoSync", &bolt.Options{UnsafeNoSync: true}},
 		{"ReadPageSize=3", &bolt.Options{UnsafeNoSync: true, ReadPageSize: 3}},
 		{"NoCommitWait", &bolt.Options{UnsafeNoSync: true, MaxCommitWait: -1}},
@@ -56,8 +56,8 @@ func TestConformance(t *testing.T) {
 
 func TestSnapshots(t *testing.T) {
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return MustOpen(t, nil) })
-	t.Run("WAL", func(t *testing.T) {
-		storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return MustOpen(t, &bolt.Options{WAL: true}) })
+	t.Run("NoWAL", func(t *testing.T) {
+		storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return MustOpen(t, &bolt.Options{NoWAL: true}) })
 	})
 }
 
@@ -65,8 +65,8 @@ func isClosed(err error) bool { return errors.Is(err, eventstore.ErrClosed) }
 
 func TestRepository(t *testing.T) {
 	storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return MustOpen(t, nil) })
-	t.Run("WAL", func(t *testing.T) {
-		storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return MustOpen(t, &bolt.Options{WAL: true}) })
+	t.Run("NoWAL", func(t *testing.T) {
+		storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return MustOpen(t, &bolt.Options{NoWAL: true}) })
 	})
 }
 

@@ -46,6 +46,9 @@ func TestCrash(t *testing.T) {
 	}
 	for _, wal := range []bool{false, true} {
 		t.Run(fmt.Sprintf("WAL=%v", wal), func(t *testing.T) {
+			if wal {
+				bolt.RequireWAL(t)
+			}
 			iterations := *crashIterations
 			if testing.Short() {
 				iterations = min(iterations, 10)
@@ -128,7 +131,7 @@ func crashChild(path string, wal bool) {
 	if wal {
 		bolt.SetWALLimit(32 << 10)
 	}
-	s, err := bolt.Open(path, &bolt.Options{Timeout: 10 * time.Second, WAL: wal})
+	s, err := bolt.Open(path, &bolt.Options{Timeout: 10 * time.Second, NoWAL: !wal})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		os.Exit(2)

@@ -226,10 +226,22 @@ func TestDurableChild(t *testing.T) {
 // stores with the write-ahead log.
 var childWAL bool
 
-func childOpts() *bolt.Options { return &bolt.Options{WAL: childWAL} }
+func childOpts() *bolt.Options { return &bolt.Options{NoWAL: !childWAL} }
 
-// walModes are the scenario suffixes of the two modes.
-var walModes = []struct{ name, suffix string }{{"WAL=false", ""}, {"WAL=true", "+wal"}}
+// walMode is a mode of the durability tests: the scenario suffix of its
+// child.
+type walMode struct{ name, suffix string }
+
+// require skips the log's mode in the run without the log (it ran in the
+// default run).
+func (m walMode) require(t *testing.T) {
+	if m.suffix != "" {
+		bolt.RequireWAL(t)
+	}
+}
+
+// walModes are the two modes.
+var walModes = []walMode{{"WAL=false", ""}, {"WAL=true", "+wal"}}
 
 // say prints a line of the child's report (the test framework prints its
 // own lines too).
@@ -377,6 +389,7 @@ func TestStore_AppendSyncsEachCommit(t *testing.T) {
 	requireStrace(t)
 	for _, mode := range walModes {
 		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
 			path := filepath.Join(t.TempDir(), "events.db")
 			tr := runTraced(t, "appends"+mode.suffix, path)
 			durable := path
@@ -417,6 +430,7 @@ func TestStore_AppendFailedSyncNotAcknowledged(t *testing.T) {
 	requireStrace(t)
 	for _, mode := range walModes {
 		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
 			testAppendFailedSync(t, mode.suffix)
 		})
 	}
@@ -489,7 +503,10 @@ func testAppendFailedSync(t *testing.T, suffix string) {
 func TestOpen_SyncsDirectoryOfNewFile(t *testing.T) {
 	requireStrace(t)
 	for _, mode := range walModes {
-		t.Run(mode.name, func(t *testing.T) { testSyncsDirectory(t, mode.suffix) })
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testSyncsDirectory(t, mode.suffix)
+		})
 	}
 }
 
@@ -522,7 +539,10 @@ func testSyncsDirectory(t *testing.T, suffix string) {
 func TestOpen_ExistingFileReadFromDisk(t *testing.T) {
 	requireStrace(t)
 	for _, mode := range walModes {
-		t.Run(mode.name, func(t *testing.T) { testReadFromDisk(t, mode.suffix) })
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testReadFromDisk(t, mode.suffix)
+		})
 	}
 }
 
@@ -573,7 +593,10 @@ func testReadFromDisk(t *testing.T, suffix string) {
 func TestStore_RetryAfterFailedSyncIsSynced(t *testing.T) {
 	requireStrace(t)
 	for _, mode := range walModes {
-		t.Run(mode.name, func(t *testing.T) { testRetryAfterFailedSync(t, mode.suffix) })
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testRetryAfterFailedSync(t, mode.suffix)
+		})
 	}
 }
 
@@ -598,7 +621,7 @@ func testRetryAfterFailedSync(t *testing.T, suffix string) {
 	dir := t.TempDir()
 	newStore := func(t *testing.T, path string) {
 		t.Helper()
-		s, err := bolt.Open(path, &bolt.Options{WAL: suffix != ""})
+		s, err := bolt.Open(path, &bolt.Options{NoWAL: suffix == ""})
 		require.NoError(t, err)
 		_, err = s.Append(ctx, childEvents("before", 2)...)
 		require.NoError(t, err)

@@ -50,6 +50,20 @@ var (
 	// walLimit is the size of the log that makes a commit checkpoint.
 	walLimit int64 = 16 << 20
 
+	// walMaxCommits is the number of commits since the last checkpoint
+	// that makes a commit checkpoint. While the pin holds the base, the
+	// pages that commits free cannot be reused: they stay pending, and
+	// bbolt writes every pending page's id in the freelist of every
+	// commit, so that the cost of a commit grows with the commits since
+	// the checkpoint (and the file with their pages). Without this bound,
+	// a single writer's commits slowed down thirteenfold.
+	walMaxCommits = 128
+
+	// walMaxGrowth is how far the file's pages may grow past the base's
+	// before a commit checkpoints, for the same reason: most of the pages
+	// of commits since the checkpoint come from the end of the file.
+	walMaxGrowth int64 = 4 << 20
+
 	// walIdle is how long after the last commit that the file lacks a
 	// checkpoint runs.
 	walIdle = time.Second
@@ -65,6 +79,10 @@ var (
 	// walGuessRemap turns mayRemap on; tests turn it off to exercise the
 	// watchdog.
 	walGuessRemap = true
+
+	// testNoWAL turns the log off by default, so that the tests run once
+	// in each mode (export_test.go).
+	testNoWAL bool
 )
 
 // defaultWalMmap is 1 GiB where the address space has room for it.
@@ -83,10 +101,15 @@ type walState struct {
 	slot int   // of the current header
 	end  int64 // where the next record goes
 
-	// dirty is set by a commit that the file has not synced.
-	dirty bool
-	idle  *time.Timer // checkpoints walIdle after the last commit
-	buf   []byte      // a record's buffer, reused
+	// dirty is set by a commit that the file has not synced; commits
+	// counts the commits since the last checkpoint.
+	dirty   bool
+	commits int
+	// baseSize is the size of the base's pages (bbolt's high water
+	// mark), size that of the last commit's when it began.
+	baseSize, size int64
+	idle           *time.Timer // checkpoints walIdle after the last commit
+	buf            []byte      // a record's buffer, reused
 
 	pinMu sync.Mutex
 	pin   *bbolt.Tx // the read transaction on the base, nil once dropped
@@ -190,6 +213,7 @@ func (s *Store) ensureLog() (err error) {
 		return err
 	}
 	l.f, l.gen, l.slot, l.end = f, h.gen, 0, walRecordsStart
+	l.baseSize = pin.Size()
 	l.setPin(pin)
 	return nil
 }
@@ -239,7 +263,8 @@ func (s *Store) checkpoint() error {
 		s.poisoned.Store(true)
 		return fmt.Errorf("bolt: checkpoint: write the header of %s: %w", l.path, err)
 	}
-	l.gen, l.slot, l.end = h.gen, slot, walRecordsStart
+	l.gen, l.slot, l.end, l.commits = h.gen, slot, walRecordsStart, 0
+	l.baseSize = pin.Size()
 	l.setPin(pin)
 	return nil
 }
@@ -315,6 +340,7 @@ func (s *Store) commitNoSync(tx *bbolt.Tx) error {
 		return err
 	}
 	l.dirty = true
+	l.commits++
 	if l.idle == nil {
 		l.idle = time.AfterFunc(walIdle, s.idleCheckpoint)
 	} else {
@@ -338,11 +364,18 @@ func (s *Store) idleCheckpoint() {
 }
 
 // afterCommit checkpoints after a group commit if the pin was dropped or
-// the log is full. Call it with wmu held.
+// a limit is reached (see needCheckpoint). Call it with wmu held.
 func (s *Store) afterCommit() {
-	if !s.wal.pinned() || s.wal.end >= walLimit {
+	if !s.wal.pinned() || s.wal.needCheckpoint(0) {
 		_ = s.checkpoint() // a failure poisons the store: the next write says so
 	}
+}
+
+// needCheckpoint reports whether the log, after n more commits, reaches
+// one of its limits: its size, its commits, or the growth of the file
+// since the base.
+func (l *walState) needCheckpoint(n int) bool {
+	return l.end >= walLimit || l.commits+n >= walMaxCommits || l.size-l.baseSize >= walMaxGrowth
 }
 
 // mayRemap reports whether committing tx, which adds about size bytes of
