@@ -15,8 +15,9 @@ help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: lint ## everything: lint, all tests with the race detector (never cached: they talk to PostgreSQL), every example
+test: lint ## everything: lint, all tests with the race detector (never cached: they talk to PostgreSQL), bolt's again without its log, every example
 	$(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) $(PKGS)
+	EVENTSTORE_BOLT_NOWAL=1 $(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) ./bolt/
 	cd bench && $(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) ./...
 	$(MAKE) --no-print-directory examples
 

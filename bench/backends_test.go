@@ -22,6 +22,7 @@ import (
 var backends = []backend{
 	{name: "memory", open: openMemory, append: true, replay: true, onHeap: true},
 	{name: "bolt", open: openBolt(false), file: boltFile, append: true, replay: true},
+	{name: "bolt-nowal", open: openBoltNoWAL, append: true},
 	{name: "bolt-nosync", open: openBolt(true), append: true},
 	postgresBackend,
 	{name: "sqlite", open: openSQLiteBackend, file: sqliteFile, load: loadSQLite, append: true, replay: true},
@@ -67,8 +68,20 @@ func openBolt(noSync bool) func(testing.TB, bool, bool) *handle {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		return &handle{target: s, size: boltSize(path), cleanup: removeFile(path)}
+		return &handle{target: s, size: boltSize(path), cleanup: func() { os.Remove(path); os.Remove(path + "-wal") }}
 	}
+}
+
+// openBoltNoWAL opens a bolt.Store without the write-ahead log: each
+// commit a synced bbolt commit.
+func openBoltNoWAL(tb testing.TB, _, forFixture bool) *handle {
+	tb.Helper()
+	path := newPath("bolt-nowal")
+	s, err := bolt.Open(path, &bolt.Options{UnsafeNoSync: forFixture, NoWAL: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &handle{target: s, size: boltSize(path), cleanup: func() { os.Remove(path); os.Remove(path + "-wal") }}
 }
 
 // boltFile is bolt's fileBackend: a fixture file opened with the default

@@ -165,6 +165,14 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	if s.poisoned.Load() {
 		return -1, errNeedsReopen
 	}
+	if s.wal != nil {
+		if err := s.ensureLog(); err != nil {
+			// Nothing is written, but a failed fsync leaves the
+			// cache in doubt: no write after it (see commitTx).
+			s.poisoned.Store(true)
+			return -1, fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
+		}
+	}
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		return -1, fmt.Errorf("bolt: begin: %w", err)
@@ -178,6 +186,10 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	w, err := newWriter(tx)
 	if err != nil {
 		return -1, err
+	}
+	if s.wal != nil {
+		w.logging = true
+		w.log = append(s.wal.buf[:0], make([]byte, walRecordHeader)...)
 	}
 	writes := false
 	for i, r := range batch {
@@ -204,6 +216,26 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
 		}
 	}()
+	if s.wal != nil {
+		// The log first: once its record is synced, the commit is
+		// durable, and only then may readers see it.
+		if err := s.logRecord(w.log); err != nil {
+			s.poisoned.Store(true)
+			s.rollback(tx)
+			err = fmt.Errorf("bolt: commit: %w: log: %w", eventstore.ErrUnknownOutcome, err)
+			for _, r := range batch {
+				r.out, r.err = nil, err
+			}
+			return -1, nil
+		}
+		if cap(w.log) <= maxBatchBytes {
+			s.wal.buf = w.log[:0]
+		}
+		s.wal.size = tx.Size()
+		if s.wal.needCheckpoint(1) || s.mayRemap(tx, len(w.log), w.keys) {
+			s.wal.dropPin() // a checkpoint follows (afterCommit)
+		}
+	}
 	if err := s.commitTx(tx); err != nil {
 		// The outcome of every request is unknown, even of those that
 		// failed or were retries: they saw the writes before them.
@@ -213,6 +245,9 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 		return -1, nil
 	}
 	s.signal.Publish(w.next - 1) // durable now: subscriptions may see it
+	if s.wal != nil {
+		s.afterCommit()
+	}
 	return -1, nil
 }
 
@@ -223,6 +258,12 @@ type writer struct {
 	tx                                              *bbolt.Tx
 	next                                            uint64 // the next position
 	dec                                             decoder
+
+	// With logging set, putEvent appends each event's record to log (a
+	// record of the write-ahead log in the making) and counts its keys.
+	logging bool
+	log     []byte
+	keys    int
 }
 
 func newWriter(tx *bbolt.Tx) (*writer, error) {
@@ -383,6 +424,10 @@ func (w *writer) putEvent(buf []byte, e *eventstore.Event, id []byte) ([]byte, e
 
 	if err := w.events.Put(key, rec); err != nil {
 		return buf, fmt.Errorf("bolt: put event: %w", err)
+	}
+	if w.logging {
+		w.log = appendWalEvent(w.log, rec)
+		w.keys += 5 + len(e.Tags)
 	}
 	for _, put := range []struct {
 		b *bbolt.Bucket

@@ -61,8 +61,9 @@
 //
 // # Writes
 //
-// Appends are durable on return: each commit is fsynced (unless
-// Options.UnsafeNoSync). Concurrent appends share commits: while one commit
+// Appends are durable on return: each commit is fdatasynced, as a record
+// of the write-ahead log (below) or, with Options.NoWAL, by bbolt itself
+// (unless Options.UnsafeNoSync). Concurrent appends share commits: while one commit
 // runs, the appends that arrive queue up, and the next commit takes all of
 // them at once, checks each in turn against the ones before it, and answers
 // each caller with its own result; a conflict in one append does not fail
@@ -88,6 +89,57 @@
 // until it is closed and opened again. Open then syncs the file and reads
 // its state from the disk, not from what a failed fsync may have left in
 // the cache (see Open).
+//
+// # Write-ahead log
+//
+// bbolt fsyncs a commit twice: its pages, then its meta page. With the
+// log (the default), a group commit instead writes its events as one
+// record to the file <path>-wal (created 0600 by the first write, its
+// directory fsynced, covered by the store file's lock), fdatasyncs the
+// log, and only then commits its bbolt transaction, without fsync; readers,
+// subscriptions and Head see the commit only after that, so they never see
+// an event that is not durable. A record carries its length, a CRC32C and
+// the log's generation, so that a torn tail, or the bytes of an earlier
+// generation left in a reused log, are never replayed.
+//
+// A checkpoint fdatasyncs the store's file and makes its state the log's
+// base: a header, written to one of two slots with the next generation,
+// holds a copy of bbolt's meta page. Until the next checkpoint the store
+// keeps a read transaction open on the base, so that bbolt never writes
+// over its pages. A checkpoint runs when the log reaches 16 MiB, after 128
+// commits or 4 MiB of file growth (the pages that commits free cannot be
+// reused until then), a second after the last commit, before a commit that
+// may have to grow bbolt's memory map (which waits for every read
+// transaction), and after every write that is not an append (SaveCheckpoint,
+// SaveSnapshot, DeleteSnapshot, Import, projections), which the log does not
+// hold: such a write returns once it is in the base. Close checkpoints and
+// removes the log: a closed store is one file.
+//
+// After a crash, Open writes the base's meta page back into the file, so
+// that bbolt reads the base, whose pages are intact whatever the commits
+// after it left half-written, replays the log's records of the base's
+// generation in one synced transaction, and removes the log. Opening with
+// Options.NoWAL replays a log too. A read-only Open of a file with such a
+// log fails with ErrNeedsRecovery: the file alone may be torn. Versions of
+// this package without the log must not open a file that a crash left with
+// a log.
+//
+// The trade-off: one fdatasync per commit instead of two (single appends
+// and group commits are faster, see bench/RESULTS.md), for a second file
+// while the store is open, a checkpoint's sync now and then (a commit that
+// runs it waits for it), a file that grows between checkpoints by the pages
+// the base holds (a few MiB), and the replay on Open after a crash.
+// Options.NoWAL turns the log off; Options.UnsafeNoSync (no fsync at all)
+// implies it.
+//
+// When the log's write or fdatasync fails, the commit is rolled back and
+// its appends answer eventstore.ErrUnknownOutcome (the record may be in
+// the log, and then the next Open replays it); when the bbolt commit after
+// the log's fdatasync fails, they answer the same, and the next Open
+// replays the record. Either way the store refuses later writes until it
+// is reopened, and Close leaves the log to that Open. A failed checkpoint
+// does the same to later writes; the commits it followed were durable
+// already.
 //
 // # Reads
 //
@@ -220,6 +272,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -311,10 +364,20 @@ type Options struct {
 	// error matching ErrReadOnly; reads, Head, Check and Backup work. The
 	// file must already be a store: a missing file fails with an error
 	// matching fs.ErrNotExist, an empty one with
-	// eventstore.ErrUnknownFormat. Subscribe on a read-only Store yields
+	// eventstore.ErrUnknownFormat, one whose write-ahead log a crash left
+	// with ErrNeedsRecovery. Subscribe on a read-only Store yields
 	// the events stored and then waits, since no other process can append
 	// while it holds the file. Default false.
 	ReadOnly bool
+
+	// NoWAL turns the write-ahead log off (see "Write-ahead log" in the
+	// package doc): each commit is then a plain bbolt commit, which
+	// fsyncs the file twice, and no log file is ever made. With the log,
+	// a commit fdatasyncs one record of the log, and checkpoints sync the
+	// file. UnsafeNoSync and ReadOnly imply NoWAL (a read-only Open still
+	// refuses a file whose log needs recovery). Default false: the log is
+	// on.
+	NoWAL bool
 }
 
 // Store is an event store in one bbolt file. It is safe for concurrent use.
@@ -380,6 +443,9 @@ type Store struct {
 
 	// proj holds the names of the projections running (project.go).
 	proj projections
+
+	// wal is the write-ahead log, nil when it is off (walmode.go).
+	wal *walState
 }
 
 // Open opens the event store in the file at path, creating the file (mode
@@ -393,7 +459,10 @@ type Store struct {
 // damaged. Before bbolt reads the file, Open checks, under the file's
 // lock, the pages bbolt trusts when it opens a file (the meta pages and
 // the freelist), so that a damaged file fails with ErrCorrupt rather than
-// a panic inside bbolt. An empty file becomes a new store.
+// a panic inside bbolt. An empty file becomes a new store. A write-ahead
+// log that a crash left beside the file is replayed first, whatever
+// Options.NoWAL says (see "Write-ahead log" in the package doc); a
+// read-only Open refuses it with ErrNeedsRecovery.
 //
 // On Linux, Open locks the file itself before bbolt reads it. When the file
 // is new (empty), Open fsyncs its directory, so that the file's name
@@ -429,6 +498,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 	// first, and keeps it: after a panic inside bbolt, releasing the lock
 	// must not depend on bbolt.
 	var file *os.File
+	var replay [][]byte // the records of a log to replay, if there is one
 	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
 		if err != nil {
@@ -444,6 +514,12 @@ func Open(path string, opts *Options) (s *Store, err error) {
 				return nil, err
 			}
 		}
+		// Whether or not this Store uses a log, a log left by a crash
+		// must be replayed: the file may not be whole without it.
+		if replay, err = recoverLog(f, name, o.ReadOnly); err != nil { // walmode.go
+			releaseFile(f)
+			return nil, err
+		}
 		if err := prepareFile(f, name); err != nil { // durable.go
 			releaseFile(f)
 			return nil, err
@@ -456,6 +532,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		return f, nil
 	}
 
+	useWAL := !o.NoWAL && !testNoWAL && !o.UnsafeNoSync && !o.ReadOnly
 	var db *bbolt.DB
 	defer func() {
 		if r := recover(); r != nil {
@@ -470,13 +547,17 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		}
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+	bopts := &bbolt.Options{
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
 		ReadOnly:     o.ReadOnly,
 		OpenFile:     openFile,
-	})
+	}
+	if useWAL {
+		bopts.InitialMmapSize = walInitialMmapSize
+	}
+	db, err = bbolt.Open(path, 0o600, bopts)
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		// Where lockFile leaves the locking to bbolt.
@@ -487,6 +568,18 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		return nil, fmt.Errorf("bolt: open %s: %w: %w", path, eventstore.ErrCorrupt, err)
 	case err != nil:
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	if replay != nil {
+		if len(replay) > 0 {
+			if _, err := replayLog(db, replay); err != nil {
+				closeQuietly(db)
+				return nil, fmt.Errorf("bolt: open %s: replay the log: %w", path, err)
+			}
+		}
+		if err := finishRecovery(path); err != nil {
+			closeQuietly(db)
+			return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+		}
 	}
 	if err := initFile(db, o.ReadOnly); err != nil {
 		closeQuietly(db)
@@ -510,6 +603,11 @@ func Open(path string, opts *Options) (s *Store, err error) {
 		commit:       (*bbolt.Tx).Commit,
 		gather:       gather.Gatherer{MaxWait: o.MaxCommitWait},
 		signal:       signal,
+	}
+	if useWAL {
+		// From now on the log makes commits durable (see walmode.go).
+		db.NoSync = true
+		s.wal = &walState{path: path + walSuffix, dir: filepath.Dir(path)}
 	}
 	liveStores.Store(s, struct{}{})
 	return s, nil
@@ -639,8 +737,22 @@ func (s *Store) Close() error {
 		releaseFile(s.file)
 		return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed (%s); the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt, why)
 	}
+	var walErr error
+	if s.wal != nil {
+		// Sync the file and remove the log; after a failure, leave the
+		// log to the next Open.
+		s.wmu.Lock()
+		if !s.poisoned.Load() {
+			walErr = s.closeLog()
+		}
+		s.abandonLog()
+		s.wmu.Unlock()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
+	}
+	if walErr != nil {
+		return fmt.Errorf("bolt: close %s: %w", s.path, walErr)
 	}
 	return nil
 }
@@ -778,6 +890,12 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 	}
 	defer recovered(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if s.wal != nil && s.wal.f == nil {
+		// No log: the file holds every commit, and this one is synced
+		// by bbolt as without a log.
+		s.db.NoSync = false
+		defer func() { s.db.NoSync = true }()
+	}
 	tx, err := s.begin(true)
 	if err != nil {
 		return err
@@ -803,7 +921,21 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
 		}
 	}()
-	return s.commitTx(tx)
+	if s.wal == nil || s.wal.f == nil {
+		return s.commitTx(tx)
+	}
+	// With the log: commit without bbolt's fsyncs, then checkpoint, which
+	// syncs the file and makes this commit the base, so that a crash
+	// never restores a base without it (the log holds only events). The
+	// pin can go first: the checkpoint follows before the next write.
+	s.wal.dropPin()
+	if err := s.commitTx(tx); err != nil {
+		return err
+	}
+	if err := s.checkpoint(); err != nil {
+		return fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
+	}
+	return nil
 }
 
 // rollback rolls back the write transaction tx. If bbolt panics doing so
@@ -827,7 +959,11 @@ var errNeedsReopen = fmt.Errorf("bolt: %w", eventstore.ErrNeedsReopen)
 // commitTx commits tx. A failed commit poisons the store, and its error
 // matches ErrUnknownOutcome.
 func (s *Store) commitTx(tx *bbolt.Tx) error {
-	if err := s.commit(tx); err != nil {
+	commit := s.commit
+	if s.wal != nil && s.wal.f != nil {
+		commit = s.commitNoSync
+	}
+	if err := commit(tx); err != nil {
 		s.poisoned.Store(true)
 		return fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
 	}

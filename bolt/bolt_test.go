@@ -43,6 +43,7 @@ func TestConformance(t *testing.T) {
 		opts *bolt.Options
 	}{
 		{"durable", nil},
+		{"NoWAL", &bolt.Options{NoWAL: true}},
 		{"UnsafeNoSync", &bolt.Options{UnsafeNoSync: true}},
 		{"ReadPageSize=3", &bolt.Options{UnsafeNoSync: true, ReadPageSize: 3}},
 		{"NoCommitWait", &bolt.Options{UnsafeNoSync: true, MaxCommitWait: -1}},
@@ -55,12 +56,18 @@ func TestConformance(t *testing.T) {
 
 func TestSnapshots(t *testing.T) {
 	storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return MustOpen(t, nil) })
+	t.Run("NoWAL", func(t *testing.T) {
+		storetest.RunSnapshots(t, func(t *testing.T) eventstore.SnapshotStore { return MustOpen(t, &bolt.Options{NoWAL: true}) })
+	})
 }
 
 func isClosed(err error) bool { return errors.Is(err, eventstore.ErrClosed) }
 
 func TestRepository(t *testing.T) {
 	storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return MustOpen(t, nil) })
+	t.Run("NoWAL", func(t *testing.T) {
+		storetest.RunRepository(t, func(t *testing.T) eventstore.SnapshottingStore { return MustOpen(t, &bolt.Options{NoWAL: true}) })
+	})
 }
 
 func TestPayloadLimit(t *testing.T) {

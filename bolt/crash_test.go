@@ -23,33 +23,49 @@ import (
 
 var crashIterations = flag.Int("crash.iterations", 100, "how many times TestCrash kills a writer")
 
-// crashEnv names the file the child process of TestCrash appends to.
-const crashEnv = "EVENTSTORE_BOLT_CRASH_CHILD"
+// crashEnv names the file the child process of TestCrash appends to;
+// crashWALEnv, when set, has the child use the write-ahead log.
+const (
+	crashEnv    = "EVENTSTORE_BOLT_CRASH_CHILD"
+	crashWALEnv = "EVENTSTORE_BOLT_CRASH_WAL"
+)
 
 // TestCrash kills a process that appends durably with SIGKILL at random
 // moments, then checks the file: every acknowledged event is there, no
 // append is partly stored, positions are 1..N, and every index agrees with
 // the events (Store.Check). The child is this test binary, run again.
+//
+// With the write-ahead log, the child checkpoints every 32 KiB of log, so
+// that kills land before, during and after checkpoints too; the file is
+// opened after each kill with the log off, which replays the log all the
+// same.
 func TestCrash(t *testing.T) {
 	if path := os.Getenv(crashEnv); path != "" {
-		crashChild(path)
+		crashChild(path, os.Getenv(crashWALEnv) != "")
 		return
 	}
-	iterations := *crashIterations
-	if testing.Short() {
-		iterations = min(iterations, 10)
+	for _, wal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("WAL=%v", wal), func(t *testing.T) {
+			if wal {
+				bolt.RequireWAL(t)
+			}
+			iterations := *crashIterations
+			if testing.Short() {
+				iterations = min(iterations, 10)
+			}
+			path := filepath.Join(t.TempDir(), "events.db")
+			acked := make(map[string]ack) // batch ID -> what the child was told
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+			for i := range iterations {
+				runCrashChild(t, path, wal, time.Duration(rng.IntN(80_000))*time.Microsecond, acked)
+				verifyCrash(t, path, acked)
+				if t.Failed() {
+					t.Fatalf("iteration %d (%d acknowledged appends so far)", i, len(acked))
+				}
+			}
+			t.Logf("%d kills, %d acknowledged appends", iterations, len(acked))
+		})
 	}
-	path := filepath.Join(t.TempDir(), "events.db")
-	acked := make(map[string]ack) // batch ID -> what the child was told
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
-	for i := range iterations {
-		runCrashChild(t, path, time.Duration(rng.IntN(80_000))*time.Microsecond, acked)
-		verifyCrash(t, path, acked)
-		if t.Failed() {
-			t.Fatalf("iteration %d (%d acknowledged appends so far)", i, len(acked))
-		}
-	}
-	t.Logf("%d kills, %d acknowledged appends", iterations, len(acked))
 }
 
 // ack is an acknowledged append.
@@ -60,10 +76,13 @@ type ack struct {
 
 // startCrashChild starts this test binary as a crash child appending to
 // path, and returns it with a scanner on its standard output.
-func startCrashChild(t *testing.T, path string) (*exec.Cmd, *bufio.Scanner) {
+func startCrashChild(t *testing.T, path string, wal bool) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	if wal {
+		cmd.Env = append(cmd.Env, crashWALEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -77,9 +96,9 @@ func startCrashChild(t *testing.T, path string) (*exec.Cmd, *bufio.Scanner) {
 
 // runCrashChild starts a child appending to path, kills it delay after it
 // is ready, and records the appends it acknowledged.
-func runCrashChild(t *testing.T, path string, delay time.Duration, acked map[string]ack) {
+func runCrashChild(t *testing.T, path string, wal bool, delay time.Duration, acked map[string]ack) {
 	t.Helper()
-	cmd, lines := startCrashChild(t, path)
+	cmd, lines := startCrashChild(t, path, wal)
 	ready := false
 	for !ready && lines.Scan() {
 		ready = lines.Text() == "ready"
@@ -108,8 +127,11 @@ func runCrashChild(t *testing.T, path string, delay time.Duration, acked map[str
 }
 
 // crashChild appends until killed, printing each acknowledged append.
-func crashChild(path string) {
-	s, err := bolt.Open(path, &bolt.Options{Timeout: 10 * time.Second})
+func crashChild(path string, wal bool) {
+	if wal {
+		bolt.SetWALLimit(32 << 10)
+	}
+	s, err := bolt.Open(path, &bolt.Options{Timeout: 10 * time.Second, NoWAL: !wal})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crash child:", err)
 		os.Exit(2)
@@ -215,7 +237,7 @@ func TestOpen_ErrLockedOtherProcess(t *testing.T) {
 		t.Skip("in the crash child")
 	}
 	path := filepath.Join(t.TempDir(), "events.db")
-	cmd, lines := startCrashChild(t, path)
+	cmd, lines := startCrashChild(t, path, false)
 	defer func() {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()

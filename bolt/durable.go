@@ -80,3 +80,7 @@ func syncDir(dir string) error {
 	}
 	return err
 }
+
+// fdatasync flushes f's data (and the metadata needed to read it, such as
+// its size) to the disk.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

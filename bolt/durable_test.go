@@ -204,6 +204,7 @@ func TestDurableChild(t *testing.T) {
 		t.Skip("only runs as the child of the durability tests")
 	}
 	scenario, path, _ := strings.Cut(env, " ")
+	scenario, childWAL = strings.CutSuffix(scenario, "+wal")
 	// strace counts the syscalls of when=N per thread: keep every
 	// syscall of the store on this one.
 	runtime.LockOSThread()
@@ -220,6 +221,27 @@ func TestDurableChild(t *testing.T) {
 		os.Exit(2)
 	}
 }
+
+// childWAL is set in a child whose scenario ends in "+wal": it opens its
+// stores with the write-ahead log.
+var childWAL bool
+
+func childOpts() *bolt.Options { return &bolt.Options{NoWAL: !childWAL} }
+
+// walMode is a mode of the durability tests: the scenario suffix of its
+// child.
+type walMode struct{ name, suffix string }
+
+// require skips the log's mode in the run without the log (it ran in the
+// default run).
+func (m walMode) require(t *testing.T) {
+	if m.suffix != "" {
+		bolt.RequireWAL(t)
+	}
+}
+
+// walModes are the two modes.
+var walModes = []walMode{{"WAL=false", ""}, {"WAL=true", "+wal"}}
 
 // say prints a line of the child's report (the test framework prints its
 // own lines too).
@@ -249,7 +271,7 @@ const childAppendCount = 3
 // "ok <i>" or "err <i> unknown=<bool>" for each append.
 func childAppends(path string) {
 	mark("open")
-	s, err := bolt.Open(path, nil)
+	s, err := bolt.Open(path, childOpts())
 	if err != nil {
 		say("openerr")
 		return
@@ -271,7 +293,7 @@ func childAppends(path string) {
 // it again.
 func childReopen(path string) {
 	mark("open-new")
-	s, err := bolt.Open(path, nil)
+	s, err := bolt.Open(path, childOpts())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -284,7 +306,7 @@ func childReopen(path string) {
 	mark("acked")
 	s.Close()
 	mark("open-existing")
-	s, err = bolt.Open(path, nil)
+	s, err = bolt.Open(path, childOpts())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -309,7 +331,7 @@ func childRetry(path string) {
 		mark(fmt.Sprintf("attempt-%d", attempt))
 		if s == nil {
 			var err error
-			if s, err = bolt.Open(path, nil); err != nil {
+			if s, err = bolt.Open(path, childOpts()); err != nil {
 				say("openerr")
 				continue
 			}
@@ -360,33 +382,63 @@ func syncedAfterLastWrite(calls []call, path string) (ok bool, why string) {
 
 // TestStore_AppendSyncsEachCommit counts the syncs of acknowledged
 // appends: every one of them writes the file and then syncs it (bbolt
-// fdatasyncs twice per commit) before Append returns.
+// fdatasyncs twice per commit) before Append returns. With the log, each
+// writes a record to the log and fdatasyncs the log, once, and does not
+// sync the store's file (the first append also creates the log).
 func TestStore_AppendSyncsEachCommit(t *testing.T) {
 	requireStrace(t)
-	path := filepath.Join(t.TempDir(), "events.db")
-	tr := runTraced(t, "appends", path)
-	acked := 0
-	for i := range childAppendCount {
-		require.Contains(t, tr.lines(), fmt.Sprintf("ok %d", i))
-		calls := tr.between(t, fmt.Sprintf("append-%d", i), fmt.Sprintf("answered-%d", i))
-		if ok, why := syncedAfterLastWrite(calls, path); !ok {
-			tr.dump(t)
-			t.Fatalf("append %d acknowledged, but %s", i, why)
-		}
-		acked++
+	for _, mode := range walModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			path := filepath.Join(t.TempDir(), "events.db")
+			tr := runTraced(t, "appends"+mode.suffix, path)
+			durable := path
+			if mode.suffix != "" {
+				durable = path + "-wal"
+			}
+			for i := range childAppendCount {
+				require.Contains(t, tr.lines(), fmt.Sprintf("ok %d", i))
+				calls := tr.between(t, fmt.Sprintf("append-%d", i), fmt.Sprintf("answered-%d", i))
+				if ok, why := syncedAfterLastWrite(calls, durable); !ok {
+					tr.dump(t)
+					t.Fatalf("append %d acknowledged, but %s", i, why)
+				}
+				if mode.suffix == "" || i == 0 {
+					continue
+				}
+				syncs := map[string]int{}
+				for _, c := range calls {
+					if c.isSync() {
+						syncs[c.file]++
+					}
+				}
+				if syncs[durable] != 1 || len(syncs) != 1 {
+					tr.dump(t)
+					t.Fatalf("append %d made the syncs %v, want one of the log", i, syncs)
+				}
+			}
+		})
 	}
-	require.Equal(t, childAppendCount, acked)
 }
 
 // TestStore_AppendFailedSyncNotAcknowledged fails each sync of a child's
 // run in turn (fdatasync answers EIO, injected by strace): the append whose
 // commit it belongs to reports ErrUnknownOutcome, no later append
-// succeeds, and every acknowledged append wrote and synced the file with
-// no failure.
+// succeeds, and every acknowledged append wrote and synced the file (the
+// log, in log mode) with no failure.
 func TestStore_AppendFailedSyncNotAcknowledged(t *testing.T) {
 	requireStrace(t)
+	for _, mode := range walModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testAppendFailedSync(t, mode.suffix)
+		})
+	}
+}
+
+func testAppendFailedSync(t *testing.T, suffix string) {
 	dir := t.TempDir()
-	clean := runTraced(t, "appends", filepath.Join(dir, "clean.db"))
+	clean := runTraced(t, "appends"+suffix, filepath.Join(dir, "clean.db"))
 	syncs := 0
 	for _, c := range clean.calls {
 		if c.name == "fdatasync" {
@@ -397,7 +449,11 @@ func TestStore_AppendFailedSyncNotAcknowledged(t *testing.T) {
 	for n := 1; n <= syncs; n++ {
 		t.Run(fmt.Sprintf("fail=%d", n), func(t *testing.T) {
 			path := filepath.Join(dir, fmt.Sprintf("events-%d.db", n))
-			tr := runTraced(t, "appends", path, "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n))
+			durable := path
+			if suffix != "" {
+				durable = path + "-wal"
+			}
+			tr := runTraced(t, "appends"+suffix, path, "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n))
 			fault := -1
 			for i, c := range tr.calls {
 				if c.injected() {
@@ -425,7 +481,7 @@ func TestStore_AppendFailedSyncNotAcknowledged(t *testing.T) {
 						tr.dump(t)
 						t.Fatalf("append %d acknowledged at or after the failed fdatasync %d", i, n)
 					}
-					if ok, why := syncedAfterLastWrite(tr.calls[start+1:end], path); !ok {
+					if ok, why := syncedAfterLastWrite(tr.calls[start+1:end], durable); !ok {
 						tr.dump(t)
 						t.Fatalf("append %d acknowledged, but %s", i, why)
 					}
@@ -446,9 +502,18 @@ func TestStore_AppendFailedSyncNotAcknowledged(t *testing.T) {
 // acknowledged, and none when Open finds the file there.
 func TestOpen_SyncsDirectoryOfNewFile(t *testing.T) {
 	requireStrace(t)
+	for _, mode := range walModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testSyncsDirectory(t, mode.suffix)
+		})
+	}
+}
+
+func testSyncsDirectory(t *testing.T, suffix string) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "events.db")
-	tr := runTraced(t, "reopen", path)
+	tr := runTraced(t, "reopen"+suffix, path)
 	require.Equal(t, []string{"done"}, tr.lines())
 	dirSyncs := func(calls []call) (n int) {
 		for _, c := range calls {
@@ -473,8 +538,17 @@ func TestOpen_SyncsDirectoryOfNewFile(t *testing.T) {
 // pages (fadvise DONTNEED), and only then read it (pread, mmap).
 func TestOpen_ExistingFileReadFromDisk(t *testing.T) {
 	requireStrace(t)
+	for _, mode := range walModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testReadFromDisk(t, mode.suffix)
+		})
+	}
+}
+
+func testReadFromDisk(t *testing.T, suffix string) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	tr := runTraced(t, "reopen", path)
+	tr := runTraced(t, "reopen"+suffix, path)
 	require.Equal(t, []string{"done"}, tr.lines())
 	var steps []string
 	for _, c := range tr.between(t, "open-existing", "opened") {
@@ -518,11 +592,36 @@ func TestOpen_ExistingFileReadFromDisk(t *testing.T) {
 // what the failed commit wrote may never have reached the disk.
 func TestStore_RetryAfterFailedSyncIsSynced(t *testing.T) {
 	requireStrace(t)
+	for _, mode := range walModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			testRetryAfterFailedSync(t, mode.suffix)
+		})
+	}
+}
+
+// syncedAfter reports whether, in calls, the file was synced successfully
+// after its last write, or after the start when it was not written.
+func syncedAfter(calls []call, file string) bool {
+	synced := false
+	for _, c := range calls {
+		switch {
+		case c.file != file:
+		case c.name == "pwrite64":
+			synced = false
+		case c.isSync() && !c.failed():
+			synced = true
+		}
+	}
+	return synced
+}
+
+func testRetryAfterFailedSync(t *testing.T, suffix string) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	newStore := func(t *testing.T, path string) {
 		t.Helper()
-		s, err := bolt.Open(path, nil)
+		s, err := bolt.Open(path, &bolt.Options{NoWAL: suffix == ""})
 		require.NoError(t, err)
 		_, err = s.Append(ctx, childEvents("before", 2)...)
 		require.NoError(t, err)
@@ -531,10 +630,10 @@ func TestStore_RetryAfterFailedSyncIsSynced(t *testing.T) {
 	// The syncs of an attempt that succeeds: fail each in turn.
 	path := filepath.Join(dir, "clean.db")
 	newStore(t, path)
-	clean := runTraced(t, "retry", path)
+	clean := runTraced(t, "retry"+suffix, path)
 	require.Equal(t, []string{"ok"}, clean.lines())
 	syncs := 0
-	for _, c := range clean.calls {
+	for _, c := range clean.calls[:clean.index("acked")] { // Close syncs too, with the log
 		if c.name == "fdatasync" {
 			syncs++
 		}
@@ -544,7 +643,7 @@ func TestStore_RetryAfterFailedSyncIsSynced(t *testing.T) {
 		t.Run(fmt.Sprintf("fail=%d", n), func(t *testing.T) {
 			path := filepath.Join(dir, fmt.Sprintf("events-%d.db", n))
 			newStore(t, path)
-			tr := runTraced(t, "retry", path, "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n))
+			tr := runTraced(t, "retry"+suffix, path, "-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n))
 			lines := tr.lines()
 			require.NotEmpty(t, lines)
 			require.Equal(t, "ok", lines[len(lines)-1], "the retry never succeeded: %q", lines)
@@ -559,21 +658,25 @@ func TestStore_RetryAfterFailedSyncIsSynced(t *testing.T) {
 				t.Fatalf("fdatasync %d was never called: the fault was not reached", n)
 			}
 			require.Greater(t, len(lines), 1, "a sync failed, yet the first attempt succeeded: %q", lines)
-			// After the failure: the last write before the
-			// acknowledgement (if any), then a successful sync.
-			from := lastFault
-			for i := lastFault + 1; i < acked; i++ {
-				if c := tr.calls[i]; c.file == path && c.name == "pwrite64" {
-					from = i
+			if suffix != "" {
+				// With the log: a retry that wrote a record synced
+				// the log after it; one that found its events (put
+				// back by the replay of Open) synced the store's file
+				// after the last write.
+				after := tr.calls[lastFault+1 : acked]
+				durable := path
+				for _, c := range after {
+					if c.file == path+"-wal" && c.name == "pwrite64" {
+						durable = path + "-wal"
+					}
 				}
-			}
-			synced := false
-			for _, c := range tr.calls[from+1 : acked] {
-				if c.file == path && c.isSync() && !c.failed() {
-					synced = true
+				if !syncedAfter(after, durable) {
+					tr.dump(t)
+					t.Fatalf("the retry was acknowledged (%q) without a successful sync after the failed one", lines)
 				}
-			}
-			if !synced {
+			} else if !syncedAfter(tr.calls[lastFault+1:acked], path) {
+				// After the failure: the last write before the
+				// acknowledgement (if any), then a successful sync.
 				tr.dump(t)
 				t.Fatalf("the retry was acknowledged (%q) without a successful sync of the file after the failed one", lines)
 			}

@@ -182,9 +182,21 @@ func TestStore_RetryAfterWritebackError(t *testing.T) {
 	s, err = bolt.Open(path, nil)
 	require.NoError(t, err)
 	_, err = s.Append(ctx, events...)
-	require.ErrorIs(t, err, eventstore.ErrUnknownOutcome, "the broken block did not fail the commit: the fault was not reached")
-	t.Logf("first attempt: %v", err)
-	require.NoError(t, s.Close())
+	if bolt.WALByDefault() {
+		// The log may take the commit (its blocks are elsewhere);
+		// then the checkpoint of Close syncs the file and fails.
+		cerr := s.Close()
+		if err == nil {
+			require.Error(t, cerr, "the broken block failed neither the commit nor Close: the fault was not reached")
+		} else {
+			require.ErrorIs(t, err, eventstore.ErrUnknownOutcome)
+		}
+		t.Logf("first attempt: %v; close: %v", err, cerr)
+	} else {
+		require.ErrorIs(t, err, eventstore.ErrUnknownOutcome, "the broken block did not fail the commit: the fault was not reached")
+		t.Logf("first attempt: %v", err)
+		require.NoError(t, s.Close())
+	}
 
 	// The disk works again; the page the failed write left in the cache,
 	// marked clean, holds the meta page that never reached the disk.

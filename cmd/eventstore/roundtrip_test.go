@@ -199,11 +199,11 @@ func TestImport_InterruptedResumes(t *testing.T) {
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
-	// Wait until some batches are committed: the file grows past its
-	// first pages.
+	// Wait until some batches are committed: the file holds more than
+	// its first pages (its blocks, not its size, which bbolt sets ahead).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if fi, err := os.Stat(dst); err == nil && fi.Size() > 1<<20 {
+		if fi, err := os.Stat(dst); err == nil && fi.Sys().(*syscall.Stat_t).Blocks*512 > 1<<20 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,523 @@
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/index"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// This file runs the write-ahead log (see "Write-ahead log" in the package
+// doc; wal.go holds its format). In short:
+//
+//   - A group commit writes its events to the log as one record and
+//     fdatasyncs the log, then commits its bbolt transaction without
+//     bbolt's fsyncs (db.NoSync): the log is what makes it durable.
+//   - The log's header holds a copy of a meta page whose pages are on the
+//     disk: the base. After a crash, Open writes that meta back into the
+//     file's meta pages, so that bbolt sees the base, and replays the
+//     records on top of it.
+//   - The base's pages must survive until the next base: a read
+//     transaction on the base (the pin) keeps bbolt from reusing them
+//     (bbolt never frees a page that an open read transaction reaches).
+//   - A checkpoint fdatasyncs the file and makes the current state the new
+//     base, in the other header slot with the next generation.
+//
+// The pin holds bbolt's mmap lock for reading, so a commit that must grow
+// the memory map would wait for it forever: a commit that might grow the
+// map (see mayRemap) drops the pin first, and a watchdog drops it if a
+// commit takes longer than walPinTimeout all the same. A commit without a
+// pin is followed by a checkpoint before the next write transaction
+// begins, which is what keeps the base's pages safe: bbolt releases freed
+// pages only when a write transaction begins.
+
+// ErrNeedsRecovery reports a read-only Open of a file whose write-ahead log
+// holds commits that the file may lack: a writable Store left it behind
+// when it crashed (or lost its disk). Open the file once without
+// Options.ReadOnly to replay the log.
+var ErrNeedsRecovery = errors.New("bolt: log needs recovery")
+
+// Tunables of the log; tests change some of them.
+var (
+	// walLimit is the size of the log that makes a commit checkpoint.
+	walLimit int64 = 16 << 20
+
+	// walMaxCommits is the number of commits since the last checkpoint
+	// that makes a commit checkpoint. While the pin holds the base, the
+	// pages that commits free cannot be reused: they stay pending, and
+	// bbolt writes every pending page's id in the freelist of every
+	// commit, so that the cost of a commit grows with the commits since
+	// the checkpoint (and the file with their pages). Without this bound,
+	// a single writer's commits slowed down thirteenfold.
+	walMaxCommits = 128
+
+	// walMaxGrowth is how far the file's pages may grow past the base's
+	// before a commit checkpoints, for the same reason: most of the pages
+	// of commits since the checkpoint come from the end of the file.
+	walMaxGrowth int64 = 4 << 20
+
+	// walIdle is how long after the last commit that the file lacks a
+	// checkpoint runs.
+	walIdle = time.Second
+
+	// walInitialMmapSize is bbolt's InitialMmapSize in log mode: a large
+	// map rarely needs to grow.
+	walInitialMmapSize = defaultWalMmap
+
+	// walPinTimeout is how long a commit may run before the watchdog
+	// drops the pin (see mayRemap).
+	walPinTimeout = 250 * time.Millisecond
+
+	// walGuessRemap turns mayRemap on; tests turn it off to exercise the
+	// watchdog.
+	walGuessRemap = true
+
+	// testNoWAL turns the log off by default, so that the tests run once
+	// in each mode (export_test.go).
+	testNoWAL bool
+)
+
+// defaultWalMmap is 1 GiB where the address space has room for it.
+const defaultWalMmap = int(1 << 30 * (^uint(0) >> 63)) // 0 on 32-bit systems
+
+// walState is the write-ahead log of a store. Every field but the pin is
+// guarded by Store.wmu.
+type walState struct {
+	path string
+	dir  string
+
+	// f is the open log, nil while there is none: then the store's file
+	// holds every commit durably, and the first write creates the log.
+	f    *os.File
+	gen  uint64
+	slot int   // of the current header
+	end  int64 // where the next record goes
+
+	// dirty is set by a commit that the file has not synced; commits
+	// counts the commits since the last checkpoint.
+	dirty   bool
+	commits int
+	// baseSize is the size of the base's pages (bbolt's high water
+	// mark), size that of the last commit's when it began.
+	baseSize, size int64
+	idle           *time.Timer // checkpoints walIdle after the last commit
+	buf            []byte      // a record's buffer, reused
+
+	pinMu sync.Mutex
+	pin   *bbolt.Tx // the read transaction on the base, nil once dropped
+}
+
+// setPin makes tx the pin, and rolls back the one before.
+func (l *walState) setPin(tx *bbolt.Tx) {
+	l.pinMu.Lock()
+	old := l.pin
+	l.pin = tx
+	l.pinMu.Unlock()
+	if old != nil {
+		_ = old.Rollback()
+	}
+}
+
+// dropPin rolls back the pin: a write transaction may then grow bbolt's
+// memory map. The base's pages stay safe only if a checkpoint follows
+// before the next write transaction begins.
+func (l *walState) dropPin() { l.setPin(nil) }
+
+func (l *walState) pinned() bool {
+	l.pinMu.Lock()
+	defer l.pinMu.Unlock()
+	return l.pin != nil
+}
+
+// fileMetaPage returns the meta page of the file f (page size pageSize)
+// that bbolt uses, as it is in the file: the valid one of the higher txid.
+func fileMetaPage(f *os.File, pageSize int) ([walMetaSize]byte, boltMeta, error) {
+	var pages [2][walMetaSize]byte
+	var metas [2]boltMeta
+	var errs [2]error
+	for i := range pages {
+		if errs[i] = readFull(f, pages[i][:], int64(i*pageSize)); errs[i] == nil {
+			metas[i], errs[i] = parseMeta(pages[i][:])
+		}
+	}
+	switch {
+	case errs[0] != nil && errs[1] != nil:
+		return pages[0], metas[0], fmt.Errorf("%w: no valid meta page: %w; %w", eventstore.ErrCorrupt, errs[0], errs[1])
+	case errs[1] != nil || (errs[0] == nil && metas[0].txid > metas[1].txid):
+		return pages[0], metas[0], nil
+	default:
+		return pages[1], metas[1], nil
+	}
+}
+
+// pinBase begins the pin on the file's current meta, which must be the
+// state bbolt reads.
+func (s *Store) pinBase() (*bbolt.Tx, [walMetaSize]byte, error) {
+	page, m, err := fileMetaPage(s.file, s.boltPageSize)
+	if err != nil {
+		return nil, page, err
+	}
+	tx, err := s.begin(false)
+	if err != nil {
+		return nil, page, err
+	}
+	if uint64(tx.ID()) != m.txid {
+		_ = tx.Rollback()
+		return nil, page, fmt.Errorf("%w: bbolt reads transaction %d, the file's meta says %d", eventstore.ErrCorrupt, tx.ID(), m.txid)
+	}
+	return tx, page, nil
+}
+
+// ensureLog creates the log if there is none: a header whose base is the
+// current state (which the file holds durably when there is no log),
+// fsynced together with the log's directory entry before any record
+// relies on it. Call it with wmu held, before a write transaction begins.
+func (s *Store) ensureLog() (err error) {
+	l := s.wal
+	if l.f != nil {
+		return nil
+	}
+	pin, meta, err := s.pinBase()
+	if err != nil {
+		return fmt.Errorf("bolt: create log: %w", err)
+	}
+	f, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		_ = pin.Rollback()
+		return fmt.Errorf("bolt: create log: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = pin.Rollback()
+			_ = f.Close()
+			_ = os.Remove(l.path)
+			err = fmt.Errorf("bolt: create log %s: %w", l.path, err)
+		}
+	}()
+	h := walHeader{gen: rand.Uint64() >> 2, meta: meta}
+	if _, err := f.WriteAt(appendWalHeader(nil, &h), 0); err != nil {
+		return err
+	}
+	if err := fdatasync(f); err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		return err
+	}
+	l.f, l.gen, l.slot, l.end = f, h.gen, 0, walRecordsStart
+	l.baseSize = pin.Size()
+	l.setPin(pin)
+	return nil
+}
+
+// logRecord writes rec, a record whose payload follows walRecordHeader
+// bytes, at the end of the log and fdatasyncs it. Call it with wmu held.
+func (s *Store) logRecord(rec []byte) error {
+	l := s.wal
+	sealWalRecord(rec, l.gen)
+	if _, err := l.f.WriteAt(rec, l.end); err != nil {
+		return fmt.Errorf("write %s: %w", l.path, err)
+	}
+	if err := fdatasync(l.f); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", l.path, err)
+	}
+	l.end += int64(len(rec))
+	return nil
+}
+
+// checkpoint makes the current state the log's base: it fdatasyncs the
+// file, then writes a header of the next generation holding the current
+// meta into the other slot, fdatasyncs the log, and pins the new base.
+// Records go to the start of the log again. A failure poisons the store.
+// Call it with wmu held, no write transaction open.
+func (s *Store) checkpoint() error {
+	l := s.wal
+	if l.f == nil {
+		return nil
+	}
+	if err := s.syncFile(); err != nil {
+		return err
+	}
+	pin, meta, err := s.pinBase()
+	if err != nil {
+		s.poisoned.Store(true)
+		return fmt.Errorf("bolt: checkpoint: %w", err)
+	}
+	h := walHeader{gen: l.gen + 1, meta: meta}
+	slot := 1 - l.slot
+	_, err = l.f.WriteAt(appendWalHeader(nil, &h), int64(slot*walSlotSize))
+	if err == nil {
+		err = fdatasync(l.f)
+	}
+	if err != nil {
+		// The old header stands, and so must its base: keep its pin.
+		_ = pin.Rollback()
+		s.poisoned.Store(true)
+		return fmt.Errorf("bolt: checkpoint: write the header of %s: %w", l.path, err)
+	}
+	l.gen, l.slot, l.end, l.commits = h.gen, slot, walRecordsStart, 0
+	l.baseSize = pin.Size()
+	l.setPin(pin)
+	return nil
+}
+
+// syncFile fdatasyncs the store's file if a commit since the last sync
+// needs it. A failure poisons the store. Call it with wmu held.
+func (s *Store) syncFile() error {
+	l := s.wal
+	if !l.dirty {
+		return nil
+	}
+	if err := s.db.Sync(); err != nil {
+		s.poisoned.Store(true)
+		return fmt.Errorf("bolt: checkpoint: fdatasync %s: %w", s.path, err)
+	}
+	l.dirty = false
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	return nil
+}
+
+// closeLog syncs the file and removes the log, leaving one file that holds
+// every commit. Call it with wmu held, on a store that is not poisoned.
+func (s *Store) closeLog() error {
+	l := s.wal
+	if l.f == nil {
+		return nil
+	}
+	if err := s.syncFile(); err != nil {
+		return err
+	}
+	l.dropPin()
+	err := l.f.Close()
+	l.f = nil
+	if err == nil {
+		err = os.Remove(l.path)
+	}
+	if err == nil {
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("bolt: remove log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// abandonLog closes a poisoned store's log without touching it: the next
+// Open replays it.
+func (s *Store) abandonLog() {
+	l := s.wal
+	if l.idle != nil {
+		l.idle.Stop()
+	}
+	l.dropPin()
+	if l.f != nil {
+		_ = l.f.Close()
+		l.f = nil
+	}
+}
+
+// commitNoSync commits tx, a write transaction begun with the log open,
+// without bbolt's fsyncs. Unless the pin was dropped before, a watchdog
+// drops it if the commit runs for longer than walPinTimeout: it may wait
+// to grow the memory map.
+func (s *Store) commitNoSync(tx *bbolt.Tx) error {
+	l := s.wal
+	if l.pinned() {
+		t := time.AfterFunc(walPinTimeout, l.dropPin)
+		defer t.Stop()
+	}
+	if err := s.commit(tx); err != nil {
+		return err
+	}
+	l.dirty = true
+	l.commits++
+	if l.idle == nil {
+		l.idle = time.AfterFunc(walIdle, s.idleCheckpoint)
+	} else {
+		l.idle.Reset(walIdle)
+	}
+	return nil
+}
+
+// idleCheckpoint runs a checkpoint walIdle after the last commit.
+func (s *Store) idleCheckpoint() {
+	if err := s.enter(); err != nil {
+		return
+	}
+	defer s.exit()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.poisoned.Load() || !s.wal.dirty {
+		return
+	}
+	_ = s.checkpoint() // a failure poisons the store: the next write says so
+}
+
+// afterCommit checkpoints after a group commit if the pin was dropped or
+// a limit is reached (see needCheckpoint). Call it with wmu held.
+func (s *Store) afterCommit() {
+	if !s.wal.pinned() || s.wal.needCheckpoint(0) {
+		_ = s.checkpoint() // a failure poisons the store: the next write says so
+	}
+}
+
+// needCheckpoint reports whether the log, after n more commits, reaches
+// one of its limits: its size, its commits, or the growth of the file
+// since the base.
+func (l *walState) needCheckpoint(n int) bool {
+	return l.end >= walLimit || l.commits+n >= walMaxCommits || l.size-l.baseSize >= walMaxGrowth
+}
+
+// mayRemap reports whether committing tx, which adds about size bytes of
+// records, might make bbolt grow its memory map: then the pin must go
+// before the commit. bbolt maps mmapSize(n) bytes for some n at least its
+// InitialMmapSize and at least the high water mark of its pages, so that
+// is the smallest the map can be; the growth of a commit is bounded
+// generously by its records (each written to a leaf and four indexes, with
+// the pages it splits), a few pages per key, and the freelist.
+func (s *Store) mayRemap(tx *bbolt.Tx, size, keys int) bool {
+	if !walGuessRemap {
+		return false
+	}
+	hwm := int(tx.Size())
+	ps := s.boltPageSize
+	mapped := max(mmapSize(walInitialMmapSize), mmapSize(hwm))
+	growth := 4*size + (keys+16)*4*ps + hwm/ps*8 + 1<<20
+	return hwm+growth+ps >= mapped
+}
+
+// mmapSize is bbolt v1.5's DB.mmapSize: the size of the memory map it
+// makes for a file of size bytes (32 KiB doubled up to 1 GiB, then whole
+// GiBs).
+func mmapSize(size int) int {
+	for i := uint(15); i <= 30; i++ {
+		if size <= 1<<i {
+			return 1 << i
+		}
+	}
+	const step = 1 << 30
+	return (size + step - 1) / step * step
+}
+
+// recoverLog readies the file f at name before bbolt reads it when the
+// log of a crashed store is there: it writes the base's meta into both of
+// the file's meta pages and fdatasyncs the file, so that bbolt opens the
+// base, and returns the log's records, for replayLog. A log without a valid
+// header never took part in a commit: it is removed (a read-only Open
+// leaves it). A read-only Open of a file whose log has a header fails with
+// ErrNeedsRecovery.
+func recoverLog(f *os.File, name string, readOnly bool) (payloads [][]byte, err error) {
+	path := name + walSuffix
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	h, payloads, _, err := decodeWal(data)
+	if errors.Is(err, errNoWalHeader) {
+		if !readOnly {
+			_ = os.Remove(path)
+		}
+		return nil, nil
+	}
+	if readOnly {
+		return nil, fmt.Errorf("%w: %s holds commits that the file may lack; open the file once without Options.ReadOnly to replay them", ErrNeedsRecovery, path)
+	}
+	m, err := parseMeta(h.meta[:])
+	if err != nil {
+		return nil, err // unreachable: decodeWal checked it
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() < 2*int64(m.pageSize) {
+		return nil, fmt.Errorf("%w: the file has %d bytes, but its log's base has pages of %d", eventstore.ErrCorrupt, fi.Size(), m.pageSize)
+	}
+	for slot := range 2 {
+		page := h.meta
+		hostOrder.PutUint64(page[:], uint64(slot)) // the page's id
+		if _, err := f.WriteAt(page[:], int64(slot)*int64(m.pageSize)); err != nil {
+			return nil, fmt.Errorf("restore the base of the log: %w", err)
+		}
+	}
+	if err := fdatasync(f); err != nil {
+		return nil, fmt.Errorf("restore the base of the log: %w", err)
+	}
+	if payloads == nil {
+		payloads = [][]byte{} // a log to remove, even without records
+	}
+	return payloads, nil
+}
+
+// replayLog applies the records of a log to db, opened on the log's base,
+// in one synced write transaction (a single transaction never reuses the
+// pages it frees, so the base stays whole until the commit is durable),
+// and returns how many events it wrote. Events at positions the file has
+// are skipped; a record that skips a position, or an event whose version
+// does not follow its aggregate's, fails with ErrCorrupt.
+func replayLog(db *bbolt.DB, payloads [][]byte) (n int, err error) {
+	err = db.Update(func(tx *bbolt.Tx) error {
+		w, err := newWriter(tx)
+		if err != nil {
+			return err
+		}
+		for _, p := range payloads {
+			raws, recs, err := walEvents(p)
+			if err != nil {
+				return err
+			}
+			for i := range raws {
+				r := &raws[i]
+				if r.position < w.next {
+					if w.positions.Get(index.Position(r.position)) == nil {
+						return fmt.Errorf("bolt: log: %w: position %d is neither in the file nor next", eventstore.ErrCorrupt, r.position)
+					}
+					continue
+				}
+				if r.position > w.next {
+					return fmt.Errorf("bolt: log: %w: position %d follows %d", eventstore.ErrCorrupt, r.position, w.next-1)
+				}
+				var e eventstore.Event
+				if err := w.dec.decode(index.AppendEvent(nil, string(r.aggregateID), r.version), recs[i], &e); err != nil {
+					return err
+				}
+				current, err := w.version(index.AggregatePrefix(e.AggregateID))
+				if err != nil {
+					return err
+				}
+				if e.Version != current+1 {
+					return fmt.Errorf("bolt: log: %w: %q version %d follows %d", eventstore.ErrCorrupt, e.AggregateID, e.Version, current)
+				}
+				if _, err := w.putEvent(make([]byte, 0, putSize(&e)), &e, r.id); err != nil {
+					return err
+				}
+				w.next++
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// finishRecovery removes the log once its records are in the file, which
+// replayLog synced.
+func finishRecovery(name string) error {
+	if err := os.Remove(name + walSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(name))
+}

@@ -1,0 +1,333 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+var walOpts = &Options{}
+
+// crashCopy copies the store's file and its log, as a process killed now
+// would leave them (the page cache), to dir, and returns the copy's path.
+func crashCopy(t *testing.T, path, dir string) string {
+	t.Helper()
+	dst := filepath.Join(dir, filepath.Base(path))
+	for _, suffix := range []string{"", walSuffix} {
+		data, err := os.ReadFile(path + suffix)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(dst+suffix, data, 0o600))
+	}
+	return dst
+}
+
+// walEnd returns where the store's next log record goes.
+func walEnd(s *Store) int64 {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.wal.end
+}
+
+// requireEvents opens the store at path (WAL on), checks it, and requires
+// its events to be positions 1..n with the payloads appendN gave them.
+func requireEvents(t *testing.T, path string, n int, why string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(path, walOpts)
+	require.NoError(t, err, why)
+	defer s.Close()
+	require.NoError(t, s.Check(ctx), why)
+	got, err := eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err, why)
+	require.Equal(t, n, len(got), why)
+	for i, e := range got {
+		require.Equal(t, uint64(i+1), e.Position, why)
+		require.Equal(t, fmt.Sprintf(`{"n":%d}`, i+1), string(e.Payload[:strings.IndexByte(string(e.Payload), '}')+1]), why)
+	}
+	_, err = os.Stat(path + walSuffix)
+	require.ErrorIs(t, err, os.ErrNotExist, "%s: Open left the log", why)
+}
+
+// appendN appends k events in one call, numbered on from the store's head,
+// with payloads of pad bytes more.
+func appendN(t *testing.T, s *Store, k, pad int) {
+	t.Helper()
+	ctx := context.Background()
+	head, err := s.Head(ctx)
+	require.NoError(t, err)
+	events := make([]eventstore.Event, k)
+	for i := range events {
+		events[i] = eventstore.Event{
+			AggregateID: fmt.Sprintf("agg-%d", int(head)%7),
+			Type:        "T",
+			Payload:     []byte(fmt.Sprintf(`{"n":%d}%s`, int(head)+i+1, strings.Repeat(" ", pad))),
+			Tags:        []string{fmt.Sprintf("t%d", (int(head)+i)%3)},
+		}
+	}
+	_, err = s.Append(ctx, events...)
+	require.NoError(t, err)
+}
+
+func TestWAL_OneFileAtRest(t *testing.T) {
+	requireWAL(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	_, err = os.Stat(path + walSuffix)
+	require.ErrorIs(t, err, os.ErrNotExist, "Open created the log before a write")
+	appendN(t, s, 3, 0)
+	fi, err := os.Stat(path + walSuffix)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	require.NoError(t, s.SaveCheckpoint(ctx, "c", 3))
+	appendN(t, s, 2, 0)
+	require.NoError(t, s.Close())
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "Close left %v", entries)
+
+	// Without the log the file is whole: it opens read-only, and with the
+	// log off.
+	r, err := Open(path, &Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, r.Check(ctx))
+	got, err := eventstore.Collect(r.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Len(t, got, 5)
+	require.NoError(t, r.Close())
+}
+
+// TestWAL_Recovery replays the log of a killed store (a copy of its files
+// while it is open), read-only refused first; and the updates that are
+// not in the log (a checkpoint, a snapshot) are in the base.
+func TestWAL_Recovery(t *testing.T) {
+	requireWAL(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	defer s.Close()
+	appendN(t, s, 2, 0)
+	require.NoError(t, s.SaveCheckpoint(ctx, "c", 2))
+	require.NoError(t, s.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: "agg-1", Version: 1, State: []byte("s")}))
+	appendN(t, s, 3, 0)
+	appendN(t, s, 1, 0)
+
+	dst := crashCopy(t, path, t.TempDir())
+	_, err = Open(dst, &Options{ReadOnly: true})
+	require.ErrorIs(t, err, ErrNeedsRecovery)
+	requireEvents(t, dst, 6, "recovered")
+	r, err := Open(dst, &Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer r.Close()
+	p, err := r.LoadCheckpoint(ctx, "c")
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), p)
+	_, err = r.LoadSnapshot(ctx, "agg-1")
+	require.NoError(t, err)
+}
+
+// TestWAL_UpdateMovesBase: a write that the log does not hold (here a
+// checkpoint) returns only once the log's base holds it, so that no crash
+// restores a base without it.
+func TestWAL_UpdateMovesBase(t *testing.T) {
+	requireWAL(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	defer s.Close()
+	appendN(t, s, 2, 0)
+	for i := range 3 {
+		require.NoError(t, s.SaveCheckpoint(ctx, "c", uint64(i)))
+		data, err := os.ReadFile(path + walSuffix)
+		require.NoError(t, err)
+		h, payloads, _, err := decodeWal(data)
+		require.NoError(t, err)
+		require.Empty(t, payloads)
+		m, err := parseMeta(h.meta[:])
+		require.NoError(t, err)
+		require.NoError(t, s.view(func(tx *bbolt.Tx) error {
+			require.Equal(t, uint64(tx.ID()), m.txid, "the log's base is not the checkpoint's commit")
+			return nil
+		}))
+	}
+}
+
+// TestWAL_IdleCheckpoint: walIdle after the last commit, the file is
+// synced and the log starts over.
+func TestWAL_IdleCheckpoint(t *testing.T) {
+	requireWAL(t)
+	defer func(d time.Duration) { walIdle = d }(walIdle)
+	walIdle = 50 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	defer s.Close()
+	appendN(t, s, 2, 0)
+	require.Greater(t, walEnd(s), int64(walRecordsStart))
+	deadline := time.Now().Add(30 * time.Second)
+	for walEnd(s) != walRecordsStart {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint 30s after the last commit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.wmu.Lock()
+	dirty := s.wal.dirty
+	s.wmu.Unlock()
+	require.False(t, dirty)
+}
+
+// TestWAL_PowerLoss cuts the log of an open store at every record boundary
+// and inside records, as a power loss might leave it: truncated, or with
+// the bytes of the generation before behind the cut. The store's file is
+// taken three ways: as it is (every write of the commits after the base
+// landed), as at the base (none landed), and with every page changed since
+// the base overwritten with garbage (torn writes, which also proves that
+// the base's pages were never written over). Each time, Open must find the
+// events of the records before the cut and nothing else, and Check pass.
+func TestWAL_PowerLoss(t *testing.T) {
+	requireWAL(t)
+	// No checkpoint but the test's: the records' offsets must hold.
+	defer func(d time.Duration) { walIdle = d }(walIdle)
+	walIdle = time.Hour
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	defer s.Close()
+
+	// Generation 1: many records, that generation 2 leaves behind it.
+	for i := range 12 {
+		appendN(t, s, 1+i%4, 40*i)
+	}
+	oldLog, err := os.ReadFile(path + walSuffix)
+	require.NoError(t, err)
+	require.NoError(t, s.SaveCheckpoint(ctx, "c", 1)) // a checkpoint: the base
+	base, err := os.ReadFile(path)
+	require.NoError(t, err)
+	head, err := s.Head(ctx)
+	require.NoError(t, err)
+
+	// Generation 2: the records to cut.
+	counts := []int{int(head)}
+	ends := []int64{walRecordsStart}
+	for i := range 6 {
+		appendN(t, s, 1+i%3, 100*i)
+		h, err := s.Head(ctx)
+		require.NoError(t, err)
+		counts = append(counts, int(h))
+		ends = append(ends, walEnd(s))
+	}
+	cur, err := os.ReadFile(path)
+	require.NoError(t, err)
+	log, err := os.ReadFile(path + walSuffix)
+	require.NoError(t, err)
+	require.Greater(t, len(oldLog), int(ends[len(ends)-1]), "generation 1 must reach beyond generation 2")
+
+	ps := s.boltPageSize
+	torn := bytes.Clone(cur)
+	changed := 0
+	for off := 2 * ps; off < len(torn); off += ps {
+		if off+ps > len(base) || !bytes.Equal(torn[off:off+ps], base[off:off+ps]) {
+			for i := off; i < off+ps && i < len(torn); i++ {
+				torn[i] = 0xAA
+			}
+			changed++
+		}
+	}
+	require.NotZero(t, changed)
+
+	files := map[string][]byte{"as-is": cur, "base": base, "torn": torn}
+	for i := 1; i < len(ends); i++ {
+		start, end := ends[i-1], ends[i]
+		for _, cut := range []int64{start, start + 1, start + walRecordHeader, (start + end) / 2, end - 1} {
+			for _, stale := range []bool{false, true} {
+				cutLog := bytes.Clone(log[:cut])
+				if stale {
+					cutLog = append(cutLog, oldLog[cut:]...)
+				}
+				for name, file := range files {
+					why := fmt.Sprintf("record %d, cut at %d (stale=%v), file %s", i, cut, stale, name)
+					d := t.TempDir()
+					p := filepath.Join(d, "events.db")
+					require.NoError(t, os.WriteFile(p, file, 0o600))
+					require.NoError(t, os.WriteFile(p+walSuffix, cutLog, 0o600))
+					want := counts[i-1]
+					if cut == end {
+						want = counts[i]
+					}
+					requireEvents(t, p, want, why)
+				}
+			}
+		}
+	}
+	// The whole log: every acknowledged event.
+	for name, file := range files {
+		d := t.TempDir()
+		p := filepath.Join(d, "events.db")
+		require.NoError(t, os.WriteFile(p, file, 0o600))
+		require.NoError(t, os.WriteFile(p+walSuffix, log, 0o600))
+		requireEvents(t, p, counts[len(counts)-1], "whole log, file "+name)
+	}
+}
+
+// TestWAL_GrowsAcrossRemaps grows a store in log mode from bbolt's
+// smallest memory map across several remaps, which wait for every read
+// transaction, the pin included: each must drop the pin first (mayRemap)
+// or, when that guess is off, the watchdog must. Neither may hang.
+func TestWAL_GrowsAcrossRemaps(t *testing.T) {
+	requireWAL(t)
+	for _, guess := range []bool{true, false} {
+		t.Run(fmt.Sprintf("guess=%v", guess), func(t *testing.T) {
+			defer func(m int, g bool, d time.Duration) {
+				walInitialMmapSize, walGuessRemap, walPinTimeout = m, g, d
+			}(walInitialMmapSize, walGuessRemap, walPinTimeout)
+			walInitialMmapSize, walGuessRemap = 0, guess
+			walPinTimeout = 50 * time.Millisecond
+
+			path := filepath.Join(t.TempDir(), "events.db")
+			s, err := Open(path, walOpts)
+			require.NoError(t, err)
+			// Not closed on failure: Close would wait for the
+			// append that hangs.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for range 40 {
+					appendN(t, s, 3, 100<<10)
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(3 * time.Minute):
+				t.Fatal("appends hang while the file grows")
+			}
+			fi, err := os.Stat(path)
+			require.NoError(t, err)
+			require.Greater(t, fi.Size(), int64(8<<20))
+			require.NoError(t, s.Check(context.Background()))
+			dst := crashCopy(t, path, t.TempDir())
+			require.NoError(t, s.Close())
+			requireEvents(t, dst, 120, "after growth")
+		})
+	}
+}
