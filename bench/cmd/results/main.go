@@ -37,7 +37,7 @@ func main() {
 	timeout := flag.String("timeout", "60m", "the -timeout of the go test run")
 	in := flag.String("in", "", "read benchmark output from this file instead of running go test")
 	repeat := flag.Int("repeat", 4, "extra runs of the benchmarks the aims compare, which a busy machine makes noisy")
-	repeatBench := flag.String("repeat-bench", `Append/^(bolt|rawbolt|sqlite)(-nosync|-grouped)?$/(batch=1|parallel=64)$`,
+	repeatBench := flag.String("repeat-bench", `Append/^(bolt|rawbolt|sqlite)(-nosync|-grouped|-nowal)?$/(batch=1|parallel=64)$`,
 		"appends to run -repeat more times, each in its own go test (the disk's state carries over within one)")
 	repeatReplay := flag.String("repeat-replay", `Replay/^(bolt|rawbolt|sqlite)$/(all|aggregate=100k)$`,
 		"replays to run -repeat more times, in one go test with -count (which loads the fixtures once)")

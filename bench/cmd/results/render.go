@@ -12,7 +12,7 @@ const baseline = "rawbolt"
 
 // backendOrder is the order of the table's columns; backends not listed
 // follow in the order seen.
-var backendOrder = []string{"memory", "bolt", "bolt-nosync", "postgres", "sqlite", "rawbolt", "rawbolt-nosync", "rawbolt-grouped"}
+var backendOrder = []string{"memory", "bolt", "bolt-nowal", "bolt-nosync", "postgres", "sqlite", "rawbolt", "rawbolt-nosync", "rawbolt-grouped"}
 
 // stores are the backends an application would pick between: durable
 // stores, with the layer. The "where each store wins" summary compares
@@ -323,6 +323,37 @@ func renderAims(res *results, t *table) string {
 		row(aim64, desc, r >= 10, true)
 	} else {
 		row(aim64, "—", false, false)
+	}
+	// The write-ahead log's aims: bolt (the log on) against SQLite, raw
+	// bbolt and bolt-nowal (today's bolt: plain bbolt commits).
+	for _, a := range []struct {
+		aim, w, b, wb, bb string
+		min               float64
+	}{
+		{"bolt with its log, single durable append: at least 1.3x SQLite FULL", "Append/batch=1", "bolt", "Append/batch=1", "sqlite", 1.3},
+		{"bolt with its log, single durable append: at least 1.6x raw bbolt", "Append/batch=1", "bolt", "Append/batch=1", baseline, 1.6},
+		{"bolt with its log, 64 concurrent appenders: at least 2x bolt without it", "Append/parallel=64", "bolt", "Append/parallel=64", "bolt-nowal", 2},
+		{"bolt with its log, 100-event calls: no worse than without it (at least 0.95x)", "Append/batch=100", "bolt", "Append/batch=100", "bolt-nowal", 0.95},
+	} {
+		command = "go test -run '^$' -bench 'Append/^(" + a.b + "|" + a.bb + ")$/" + strings.TrimPrefix(a.w, "Append/") + "$' -count 5 ."
+		if r, desc, ok := ratio(a.w, a.b, a.wb, a.bb); ok {
+			row(a.aim, desc, r >= a.min, true)
+		} else {
+			row(a.aim, "—", false, false)
+		}
+	}
+	// The read side's aim: a live subscriber wakes soon after a commit.
+	for _, a := range []struct {
+		b     string
+		maxNs float64
+	}{{"memory", 1e6}, {"bolt", 1e6}, {"postgres", 20e6}} {
+		command = "go test -run '^$' -bench 'Subscribe/^" + a.b + "$/latency$' ."
+		v, ok := get("Subscribe/latency", a.b, "p50-ns")
+		measured := "—"
+		if ok {
+			measured = humanDuration(v) + " p50"
+		}
+		row(fmt.Sprintf("%s, Append's return to a live subscriber's yield: p50 at most %s", a.b, humanDuration(a.maxNs)), measured, v <= a.maxNs, ok)
 	}
 	var replays []string
 	for _, w := range t.workloads {
