@@ -67,20 +67,6 @@ func dropCache(f *os.File) error {
 	return nil
 }
 
-// syncDir fsyncs the directory dir, so that the names created in it
-// survive a power loss.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // fdatasync flushes f's data (and the metadata needed to read it, such as
 // its size) to the disk.
 func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -29,7 +30,7 @@ func BenchmarkAppend(b *testing.B) {
 			first := mustNew(b, int32(c.writers)+2)
 			stores := []*postgres.Store{first}
 			for len(stores) < c.stores {
-				s, err := postgres.Open(context.Background(), testDSN(), &postgres.Options{Schema: first.Schema()})
+				s, err := postgres.Open(context.Background(), pgtest.DSN(), &postgres.Options{Schema: first.Schema()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -69,8 +70,8 @@ func BenchmarkInsertBaseline(b *testing.B) {
 	for _, writers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
 			ctx := context.Background()
-			schema := pgx.Identifier{freshSchema(b)}.Sanitize()
-			cfg, err := pgxpool.ParseConfig(testDSN())
+			schema := pgx.Identifier{pgtest.FreshSchema(b)}.Sanitize()
+			cfg, err := pgxpool.ParseConfig(pgtest.DSN())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -124,7 +125,7 @@ func BenchmarkProject(b *testing.B) {
 	s := mustNew(b, 4)
 	ctx := context.Background()
 	tbl := pgx.Identifier{s.Schema(), "readmodel"}.Sanitize()
-	if _, err := admin(b).Exec(ctx, `CREATE TABLE `+tbl+` (id uuid PRIMARY KEY, position bigint NOT NULL, type text NOT NULL)`); err != nil {
+	if _, err := pgtest.Admin(b).Exec(ctx, `CREATE TABLE `+tbl+` (id uuid PRIMARY KEY, position bigint NOT NULL, type text NOT NULL)`); err != nil {
 		b.Fatal(err)
 	}
 	payload := []byte(`{"name":"Ada Lovelace","email":"ada@example.com","n":1}`)

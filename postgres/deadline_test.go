@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -23,7 +24,7 @@ import (
 // releases it (also called when the test ends).
 func holdLogHead(t *testing.T, s *postgres.Store) (release func()) {
 	t.Helper()
-	tx, err := admin(t).Begin(context.Background())
+	tx, err := pgtest.Admin(t).Begin(context.Background())
 	require.NoError(t, err)
 	_, err = tx.Exec(context.Background(), "SELECT 1 FROM "+table(s, "log_head")+" FOR UPDATE")
 	require.NoError(t, err)
@@ -40,7 +41,7 @@ func holdLogHead(t *testing.T, s *postgres.Store) (release func()) {
 func lockWaiters(t *testing.T, s *postgres.Store) int {
 	t.Helper()
 	var n int
-	require.NoError(t, admin(t).QueryRow(context.Background(),
+	require.NoError(t, pgtest.Admin(t).QueryRow(context.Background(),
 		`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND strpos(query, $1) > 0`,
 		pgx.Identifier{s.Schema()}.Sanitize()).Scan(&n))
 	return n
@@ -288,14 +289,14 @@ func TestAppend_ResultKnownWhenCtxEnds(t *testing.T) {
 // is not stored, while the others of its group commit.
 func TestAppend_GivesUpBeforeSent(t *testing.T) {
 	ctx := context.Background()
-	admin(t)
-	cfg, err := pgxpool.ParseConfig(testDSN())
+	pgtest.Admin(t)
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN())
 	require.NoError(t, err)
 	cfg.MaxConns = 1
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	s, err := postgres.New(ctx, pool, &postgres.Options{Schema: freshSchema(t)})
+	s, err := postgres.New(ctx, pool, &postgres.Options{Schema: pgtest.FreshSchema(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 

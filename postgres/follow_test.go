@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -20,9 +21,9 @@ import (
 // transactions at once rather than queueing for a connection.
 func mustNew(tb testing.TB, maxConns int32) *postgres.Store {
 	tb.Helper()
-	admin(tb)
-	schema := freshSchema(tb)
-	cfg, err := pgxpool.ParseConfig(testDSN())
+	pgtest.Admin(tb)
+	schema := pgtest.FreshSchema(tb)
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestFollowersNeverSkip(t *testing.T) {
 	ctx := context.Background()
 	var stores []*postgres.Store
 	for range 4 {
-		other, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: s.Schema()})
+		other, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: s.Schema()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 )
 
 // The same call made by many goroutines at once, so that several copies go
@@ -53,7 +54,7 @@ func TestAppend_GroupWithARefusedAppend(t *testing.T) {
 	ctx := context.Background()
 	s := mustNew(t, 20)
 	// A trigger refuses one payload, as a server-side rule might.
-	_, err := admin(t).Exec(ctx, `
+	_, err := pgtest.Admin(t).Exec(ctx, `
 		CREATE FUNCTION `+s.Schema()+`.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
 			IF NEW.payload::text = '"refused"' THEN RAISE EXCEPTION 'refused by trigger'; END IF;

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -54,9 +55,9 @@ func TestImport_WriteBetweenLookupAndInsert(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			pool := admin(t)
-			schema := freshSchema(t)
-			s, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema})
+			pool := pgtest.Admin(t)
+			schema := pgtest.FreshSchema(t)
+			s, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,12 +136,12 @@ func TestImport_WriteBetweenLookupAndInsert(t *testing.T) {
 func TestImport_VersionLookupProbesOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pool := admin(t)
-	schema := freshSchema(t)
+	pool := pgtest.Admin(t)
+	schema := pgtest.FreshSchema(t)
 	// The store's connections carry a name of their own, so that the test
 	// can wait for them to end: a backend publishes its statistics, at
 	// the latest, as it exits.
-	dsn := testDSN()
+	dsn := pgtest.DSN()
 	if strings.Contains(dsn, "://") {
 		if strings.Contains(dsn, "?") {
 			dsn += "&"

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -21,7 +22,7 @@ const unreachableDSN = "postgres://nobody@127.0.0.1:1/none?sslmode=disable&conne
 func schemaExists(t *testing.T, schema string) bool {
 	t.Helper()
 	var exists bool
-	require.NoError(t, admin(t).QueryRow(context.Background(),
+	require.NoError(t, pgtest.Admin(t).QueryRow(context.Background(),
 		"SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists))
 	return exists
 }
@@ -29,7 +30,7 @@ func schemaExists(t *testing.T, schema string) bool {
 // storeTables returns the store's tables found in schema.
 func storeTables(t *testing.T, schema string) []string {
 	t.Helper()
-	rows, err := admin(t).Query(context.Background(), `SELECT tablename FROM pg_tables
+	rows, err := pgtest.Admin(t).Query(context.Background(), `SELECT tablename FROM pg_tables
 		WHERE schemaname = $1 AND tablename IN ('events', 'log_head', 'snapshots', 'schema_migrations')`, schema)
 	require.NoError(t, err)
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -42,7 +43,7 @@ func storeTables(t *testing.T, schema string) []string {
 // is created in them.
 func TestOpen_SystemSchemaRefused(t *testing.T) {
 	ctx := context.Background()
-	pool := admin(t)
+	pool := pgtest.Admin(t)
 	for _, schema := range []string{
 		"information_schema", "pg_catalog", "pg_toast", "pg_temp", "pg_temp_1", "pg_toast_temp_1", "pg_", "pg_events",
 	} {
@@ -69,7 +70,7 @@ func TestOpen_SystemSchemaRefused(t *testing.T) {
 // are ordinary schemas.
 func TestOpen_OddSchemaNames(t *testing.T) {
 	ctx := context.Background()
-	suffix := strings.TrimPrefix(freshSchema(t), "estest_")
+	suffix := strings.TrimPrefix(pgtest.FreshSchema(t), "estest_")
 	for _, schema := range []string{
 		"PG_" + suffix,                                // the reserved prefix is lower case
 		"Information_Schema_" + suffix,                // not information_schema
@@ -78,10 +79,10 @@ func TestOpen_OddSchemaNames(t *testing.T) {
 	} {
 		t.Run(schema, func(t *testing.T) {
 			t.Cleanup(func() {
-				_, err := admin(t).Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+				_, err := pgtest.Admin(t).Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 				require.NoError(t, err)
 			})
-			s, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema})
+			s, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema})
 			require.NoError(t, err)
 			defer s.Close()
 			_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`)})
@@ -109,31 +110,31 @@ func TestOpen_BadSchemaName(t *testing.T) {
 // creates its tables. Without it a missing schema is created.
 func TestOpen_RequireSchema(t *testing.T) {
 	ctx := context.Background()
-	schema := freshSchema(t)
-	_, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema, RequireSchema: true})
+	schema := pgtest.FreshSchema(t)
+	_, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema, RequireSchema: true})
 	require.ErrorIs(t, err, postgres.ErrSchemaNotFound)
 	require.ErrorContains(t, err, `"`+schema+`"`)
-	_, err = postgres.New(ctx, admin(t), &postgres.Options{Schema: schema, RequireSchema: true})
+	_, err = postgres.New(ctx, pgtest.Admin(t), &postgres.Options{Schema: schema, RequireSchema: true})
 	require.ErrorIs(t, err, postgres.ErrSchemaNotFound)
 	require.False(t, schemaExists(t, schema), "a required schema was created")
 
 	// The deploy step creates the schema; the application opens it.
-	_, err = admin(t).Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	_, err = pgtest.Admin(t).Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
 	require.NoError(t, err)
-	s, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema, RequireSchema: true})
+	s, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema, RequireSchema: true})
 	require.NoError(t, err)
 	defer s.Close()
 	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`)})
 	require.NoError(t, err)
-	again, err := postgres.New(ctx, admin(t), &postgres.Options{Schema: schema, RequireSchema: true})
+	again, err := postgres.New(ctx, pgtest.Admin(t), &postgres.Options{Schema: schema, RequireSchema: true})
 	require.NoError(t, err, "a migrated schema opens again")
 	v, err := again.Version(ctx, "a")
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), v)
 
 	// The default creates a missing schema.
-	other := freshSchema(t)
-	created, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: other})
+	other := pgtest.FreshSchema(t)
+	created, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: other})
 	require.NoError(t, err)
 	defer created.Close()
 	require.True(t, schemaExists(t, other))

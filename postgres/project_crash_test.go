@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -33,7 +34,7 @@ func TestProjectChild(t *testing.T) {
 		t.Skip("the child process of TestProject_Takeover and TestProject_Killed")
 	}
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema})
+	s, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "project child:", err)
 		os.Exit(2)
@@ -107,7 +108,7 @@ func holderApp(t *testing.T, schema, name string) string {
 	t.Helper()
 	key := uint64(postgres.ProjectionLockKey(schema, name))
 	var app string
-	err := admin(t).QueryRow(context.Background(), `SELECT coalesce(max(a.application_name), '') FROM pg_locks l
+	err := pgtest.Admin(t).QueryRow(context.Background(), `SELECT coalesce(max(a.application_name), '') FROM pg_locks l
 		JOIN pg_stat_activity a ON a.pid = l.pid
 		WHERE l.locktype = 'advisory' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1 AND l.granted`,

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -81,7 +82,7 @@ func randHex() string { return fmt.Sprintf("%x-%d", hexCounter.Add(1), time.Now(
 // another process would.
 func openSame(tb testing.TB, s *postgres.Store) *postgres.Store {
 	tb.Helper()
-	o, err := postgres.Open(context.Background(), testDSN(), &postgres.Options{Schema: s.Schema()})
+	o, err := postgres.Open(context.Background(), pgtest.DSN(), &postgres.Options{Schema: s.Schema()})
 	if err != nil {
 		tb.Fatalf("open %s again: %v", s.Schema(), err)
 	}
@@ -95,7 +96,7 @@ func openSame(tb testing.TB, s *postgres.Store) *postgres.Store {
 func readModel(tb testing.TB, s *postgres.Store) string {
 	tb.Helper()
 	tbl := table(s, "readmodel")
-	if _, err := admin(tb).Exec(context.Background(),
+	if _, err := pgtest.Admin(tb).Exec(context.Background(),
 		`CREATE TABLE `+tbl+` (id uuid PRIMARY KEY, position bigint NOT NULL, n int NOT NULL)`); err != nil {
 		tb.Fatalf("create read model: %v", err)
 	}
@@ -119,7 +120,7 @@ func apply(tbl string) func(context.Context, pgx.Tx, eventstore.Event) error {
 func checkReadModel(tb testing.TB, s *postgres.Store, tbl, name string) uint64 {
 	tb.Helper()
 	ctx := context.Background()
-	tx, err := admin(tb).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := pgtest.Admin(tb).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	require.NoError(tb, err)
 	defer tx.Rollback(ctx)
 	var cp int64
@@ -375,7 +376,7 @@ func TestProject_CheckpointMoved(t *testing.T) {
 	require.Equal(t, head, waitCheckpoint(t, s, name, head))
 	require.ErrorIs(t, stop(), context.Canceled)
 	var skipped, applied int
-	require.NoError(t, admin(t).QueryRow(ctx, `SELECT count(*) FILTER (WHERE position BETWEEN $1 AND $2), count(*) FROM `+tbl,
+	require.NoError(t, pgtest.Admin(t).QueryRow(ctx, `SELECT count(*) FILTER (WHERE position BETWEEN $1 AND $2), count(*) FROM `+tbl,
 		int64(head-9), int64(head-5)).Scan(&skipped, &applied))
 	require.Zero(t, skipped, "events up to the saved checkpoint were applied")
 	require.Equal(t, 15, applied)
@@ -387,7 +388,7 @@ func lockRows(tb testing.TB, schema, name string, granted bool) int {
 	tb.Helper()
 	key := uint64(postgres.ProjectionLockKey(schema, name))
 	var n int
-	require.NoError(tb, admin(tb).QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
+	require.NoError(tb, pgtest.Admin(tb).QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
 		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1 AND granted = $3`,
 		int64(key>>32), int64(key&0xffffffff), granted).Scan(&n))
@@ -404,7 +405,7 @@ func lockHolder(tb testing.TB, schema, name string) int {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var pid int
-		err := admin(tb).QueryRow(context.Background(), `SELECT pid FROM pg_locks
+		err := pgtest.Admin(tb).QueryRow(context.Background(), `SELECT pid FROM pg_locks
 			WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 				AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1 AND granted`,
 			int64(key>>32), int64(key&0xffffffff)).Scan(&pid)
@@ -422,7 +423,7 @@ func lockHolder(tb testing.TB, schema, name string) int {
 func terminate(tb testing.TB, pid int) {
 	tb.Helper()
 	var ok bool
-	require.NoError(tb, admin(tb).QueryRow(context.Background(), "SELECT pg_terminate_backend($1)", pid).Scan(&ok))
+	require.NoError(tb, pgtest.Admin(tb).QueryRow(context.Background(), "SELECT pg_terminate_backend($1)", pid).Scan(&ok))
 	require.True(tb, ok, "pg_terminate_backend(%d)", pid)
 }
 
@@ -643,7 +644,7 @@ func TestResetProjection(t *testing.T) {
 	require.NoError(t, other.ResetProjection(ctx, name, truncate))
 	require.Equal(t, uint64(0), checkReadModel(t, s, tbl, name))
 	var rows int
-	require.NoError(t, admin(t).QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&rows))
+	require.NoError(t, pgtest.Admin(t).QueryRow(ctx, "SELECT count(*) FROM "+tbl).Scan(&rows))
 	require.Zero(t, rows)
 
 	stop = runProject(t, s, name, apply(tbl))

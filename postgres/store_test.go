@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 )
 
@@ -25,14 +26,14 @@ func table(s *postgres.Store, name string) string {
 
 // Processes that start together migrate the schema once and all work.
 func TestOpen_Concurrent(t *testing.T) {
-	schema := freshSchema(t)
+	schema := pgtest.FreshSchema(t)
 	ctx := context.Background()
 	const n = 8
 	stores := make([]*postgres.Store, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema}) })
+		wg.Go(func() { stores[i], errs[i] = postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema}) })
 	}
 	wg.Wait()
 	for i := range n {
@@ -40,7 +41,7 @@ func TestOpen_Concurrent(t *testing.T) {
 		t.Cleanup(func() { stores[i].Close() })
 	}
 	var applied int
-	require.NoError(t, admin(t).QueryRow(ctx, "SELECT count(*) FROM "+table(stores[0], "schema_migrations")).Scan(&applied))
+	require.NoError(t, pgtest.Admin(t).QueryRow(ctx, "SELECT count(*) FROM "+table(stores[0], "schema_migrations")).Scan(&applied))
 	require.Equal(t, 4, applied, "each migration applied once")
 
 	for i, s := range stores {
@@ -56,7 +57,7 @@ func TestOpen_Concurrent(t *testing.T) {
 	}
 
 	// Opening a migrated schema again changes nothing.
-	again, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: schema})
+	again, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: schema})
 	require.NoError(t, err)
 	defer again.Close()
 	v, err := again.Version(ctx, "shared")
@@ -90,17 +91,17 @@ func TestOpen_SchemasIsolated(t *testing.T) {
 func TestOpen_NewerSchema(t *testing.T) {
 	ctx := context.Background()
 	s := mustOpen(t, nil)
-	_, err := admin(t).Exec(ctx, "INSERT INTO "+table(s, "schema_migrations")+" (version, name) VALUES (99, '0099_future')")
+	_, err := pgtest.Admin(t).Exec(ctx, "INSERT INTO "+table(s, "schema_migrations")+" (version, name) VALUES (99, '0099_future')")
 	require.NoError(t, err)
-	_, err = postgres.Open(ctx, testDSN(), &postgres.Options{Schema: s.Schema()})
+	_, err = postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: s.Schema()})
 	require.ErrorIs(t, err, eventstore.ErrUnknownFormat)
 }
 
 // New uses the caller's pool and leaves it open on Close.
 func TestNew_LeavesPoolOpen(t *testing.T) {
 	ctx := context.Background()
-	pool := admin(t)
-	s, err := postgres.New(ctx, pool, &postgres.Options{Schema: freshSchema(t)})
+	pool := pgtest.Admin(t)
+	s, err := postgres.New(ctx, pool, &postgres.Options{Schema: pgtest.FreshSchema(t)})
 	require.NoError(t, err)
 	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`)})
 	require.NoError(t, err)
@@ -121,7 +122,7 @@ func TestPayload_QueryableFromSQL(t *testing.T) {
 	})
 	require.NoError(t, err)
 	var email, text, correlation string
-	require.NoError(t, admin(t).QueryRow(ctx,
+	require.NoError(t, pgtest.Admin(t).QueryRow(ctx,
 		"SELECT payload->>'email', payload::text, metadata->>'correlation_id' FROM "+table(s, "events")+" WHERE event_type = 'UserCreated'",
 	).Scan(&email, &text, &correlation))
 	require.Equal(t, "ada@example.com", email)
@@ -186,14 +187,14 @@ func (k *killer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, _ pgx.Trac
 // configuration (parsed from the test DSN) adjust may change first.
 func openWithConfig(t *testing.T, adjust func(*pgxpool.Config)) *postgres.Store {
 	t.Helper()
-	admin(t) // skips, or fails in CI, without a server
-	cfg, err := pgxpool.ParseConfig(testDSN())
+	pgtest.Admin(t) // skips, or fails in CI, without a server
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN())
 	require.NoError(t, err)
 	adjust(cfg)
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	s, err := postgres.New(context.Background(), pool, &postgres.Options{Schema: freshSchema(t)})
+	s, err := postgres.New(context.Background(), pool, &postgres.Options{Schema: pgtest.FreshSchema(t)})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s
@@ -212,7 +213,7 @@ func retryableCall() []eventstore.Event {
 // and retrying the same append stores its events exactly once.
 func TestAppend_UnknownOutcome(t *testing.T) {
 	ctx := context.Background()
-	k := &killer{admin: admin(t), t: t}
+	k := &killer{admin: pgtest.Admin(t), t: t}
 	s := openWithConfig(t, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = k })
 	call := retryableCall()
 	k.armed.Store(true)
@@ -237,7 +238,7 @@ func TestAppend_ContextCancelsQuery(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	// Hold log_head so that an append blocks inside the server.
-	tx, err := admin(t).Begin(context.Background())
+	tx, err := pgtest.Admin(t).Begin(context.Background())
 	require.NoError(t, err)
 	defer tx.Rollback(context.Background())
 	_, err = tx.Exec(context.Background(), "SELECT 1 FROM "+table(s, "log_head")+" FOR UPDATE")

@@ -13,12 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/internal/pgtest"
 	"github.com/eventstore-go/eventstore/postgres"
 	"github.com/eventstore-go/eventstore/storetest"
 )
 
 func TestCheckpoints(t *testing.T) {
-	admin(t)
+	pgtest.Admin(t)
 	storetest.RunCheckpoints(t, func(t *testing.T) storetest.CheckpointingStore { return mustOpen(t, nil) })
 }
 
@@ -69,7 +70,7 @@ func appendOne(t *testing.T, s *postgres.Store) {
 func TestSubscribe_WakesForOtherPool(t *testing.T) {
 	ctx := context.Background()
 	a := mustOpen(t, &postgres.Options{PollInterval: slowPoll})
-	b, err := postgres.Open(ctx, testDSN(), &postgres.Options{Schema: a.Schema()})
+	b, err := postgres.Open(ctx, pgtest.DSN(), &postgres.Options{Schema: a.Schema()})
 	require.NoError(t, err)
 	defer b.Close()
 	events := follow(t, a, 0)
@@ -90,16 +91,16 @@ func settle() { time.Sleep(200 * time.Millisecond) }
 // The schema's channel name is hashed when the schema name is long; the
 // trigger and the listener agree on it.
 func TestSubscribe_LongSchemaName(t *testing.T) {
-	admin(t)
+	pgtest.Admin(t)
 	var r [4]byte
 	rand.Read(r[:])
 	schema := "estest_" + hex.EncodeToString(r[:]) + "_" + strings.Repeat("x", 63-16)
 	require.Len(t, schema, 63)
 	t.Cleanup(func() {
-		_, err := admin(t).Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+		_, err := pgtest.Admin(t).Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 		require.NoError(t, err)
 	})
-	s, err := postgres.Open(context.Background(), testDSN(), &postgres.Options{Schema: schema, PollInterval: slowPoll})
+	s, err := postgres.Open(context.Background(), pgtest.DSN(), &postgres.Options{Schema: schema, PollInterval: slowPoll})
 	require.NoError(t, err)
 	defer s.Close()
 	events := follow(t, s, 0)
@@ -117,7 +118,7 @@ func listenerPID(t *testing.T, s *postgres.Store) int {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var pid int
-		err := admin(t).QueryRow(context.Background(), "SELECT pid FROM pg_stat_activity WHERE query = $1", q).Scan(&pid)
+		err := pgtest.Admin(t).QueryRow(context.Background(), "SELECT pid FROM pg_stat_activity WHERE query = $1", q).Scan(&pid)
 		if err == nil {
 			return pid
 		}
@@ -141,7 +142,7 @@ func TestSubscribe_ListenerKilled(t *testing.T) {
 	for round := range 2 {
 		pid := listenerPID(t, s)
 		var killed bool
-		require.NoError(t, admin(t).QueryRow(ctx, "SELECT pg_terminate_backend($1)", pid).Scan(&killed))
+		require.NoError(t, pgtest.Admin(t).QueryRow(ctx, "SELECT pg_terminate_backend($1)", pid).Scan(&killed))
 		require.True(t, killed)
 		appendOne(t, s) // maybe while no one listens
 		p := uint64(2 + 3*round)
@@ -159,7 +160,7 @@ func TestSubscribe_ListenerKilled(t *testing.T) {
 func TestSubscribe_PollsWithoutNotifications(t *testing.T) {
 	ctx := context.Background()
 	s := mustOpen(t, &postgres.Options{PollInterval: 50 * time.Millisecond})
-	_, err := admin(t).Exec(ctx, "DROP TRIGGER events_notify ON "+table(s, "events"))
+	_, err := pgtest.Admin(t).Exec(ctx, "DROP TRIGGER events_notify ON "+table(s, "events"))
 	require.NoError(t, err)
 	events := follow(t, s, 0)
 	appendOne(t, s)
