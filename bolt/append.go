@@ -318,7 +318,10 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 		if r.caller[i].ID == "" {
 			continue
 		}
-		k := w.ids.Get(id)
+		k, err := lookup(w.ids, id, "ids entry")
+		if err != nil {
+			return nil, false, err
+		}
 		if k == nil {
 			continue
 		}

@@ -244,6 +244,16 @@
 //     entries lost from a damaged page go unnoticed there, as they would
 //     for a condition of AppendIf. Check finds them.
 //
+// Every walk that starts with a seek (one per read transaction) also steps
+// back from where the seek landed: the key before must come before the
+// seek's target. That step follows the tree's page pointers, not the keys
+// in its branch pages, so a damaged branch key that sends a seek past keys
+// it should have found (where the walk would then start late, with no gap
+// to see in ReadType's or ReadTime's positions) is noticed. Lookups of one
+// key (a snapshot, an event ID on Append or Import, a checkpoint) do the
+// same when they miss, so that a damaged page does not make a stored
+// snapshot, ID or checkpoint pass for absent.
+//
 // So a damaged page that makes a walk skip keys or stop at a key outside
 // its range is noticed, except where the same keys are hidden from the
 // seek too: the last keys of an aggregate, of the log or of a type, lost

@@ -57,9 +57,9 @@ func (s *Store) LoadCheckpoint(ctx context.Context, name string) (uint64, error)
 		if err != nil {
 			return err
 		}
-		v := b.Get([]byte(name))
-		if v == nil {
-			return nil
+		v, err := lookup(b, []byte(name), "checkpoint")
+		if err != nil || v == nil {
+			return err
 		}
 		if len(v) != 8 {
 			return corrupt("checkpoint", []byte(name), errors.New("value is not 8 bytes"))

@@ -73,9 +73,9 @@ func (s *Store) Import(ctx context.Context, events []eventstore.Event) ([]events
 
 // stored returns the stored event whose ids key is id, if there is one.
 func (w *writer) stored(id []byte) (eventstore.Event, bool, error) {
-	k := w.ids.Get(id)
-	if k == nil {
-		return eventstore.Event{}, false, nil
+	k, err := lookup(w.ids, id, "ids entry")
+	if err != nil || k == nil {
+		return eventstore.Event{}, false, err
 	}
 	v := w.events.Get(k)
 	if v == nil {

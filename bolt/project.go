@@ -422,9 +422,9 @@ func checkpointIn(tx *bbolt.Tx, key []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	v := b.Get(key)
-	if v == nil {
-		return 0, nil
+	v, err := lookup(b, key, "checkpoint")
+	if err != nil || v == nil {
+		return 0, err
 	}
 	if len(v) != 8 {
 		return 0, corrupt("checkpoint", key, errors.New("value is not 8 bytes"))

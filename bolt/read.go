@@ -336,6 +336,9 @@ func pointerPages(r pointerRead) func() pageFunc {
 				headKnown = true
 			}
 			what := string(r.name) + " entry"
+			if err := checkSeek(b, seek, what); err != nil {
+				return page, false, err
+			}
 			g := getter{c: events.Cursor()}
 			c := b.Cursor()
 			var last []byte // the last key walked in this transaction
@@ -385,6 +388,53 @@ func pointerPages(r pointerRead) func() pageFunc {
 			return page, false, nil
 		}
 	}
+}
+
+// checkSeek fails with ErrCorrupt when a seek to seek in b passes over
+// keys at or after seek: when the key before the one the seek lands on (or
+// the bucket's last key, if it lands on none) is not below seek. Stepping
+// back follows the tree's pointers, not its keys, so it finds keys that a
+// damaged key in a branch page hides from a seek; a walk without gapless
+// positions (ReadType, ReadTime, tags) would otherwise start past them
+// without an error.
+func checkSeek(b *bbolt.Bucket, seek []byte, what string) error {
+	c := b.Cursor()
+	k, _ := c.Seek(seek)
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k != nil && bytes.Compare(k, seek) >= 0 {
+		return corrupt(what, k, fmt.Errorf("%w: a seek to %x passed over it", errMissing, seek))
+	}
+	return nil
+}
+
+// lookup returns the value of key in b, or nil when b holds no such key.
+// Where bbolt's Bucket.Get misses a key whose branch key a damaged page
+// raised (its seek stops at the end of the page before), lookup's seek
+// moves on and finds it; where a damaged branch key was lowered, so that
+// every seek passes over the key, lookup fails with ErrCorrupt (see
+// checkSeek). A miss costs one more step of the cursor than Get.
+func lookup(b *bbolt.Bucket, key []byte, what string) ([]byte, error) {
+	c := b.Cursor()
+	k, v := c.Seek(key)
+	if bytes.Equal(k, key) {
+		if v == nil {
+			return nil, corrupt(what, key, errors.New("a bucket, not a value"))
+		}
+		return v, nil
+	}
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if k != nil && bytes.Compare(k, key) >= 0 {
+		return nil, corrupt(what, k, fmt.Errorf("%w: a seek to %x passed over it", errMissing, key))
+	}
+	return nil, nil
 }
 
 // lastAtMost returns the last key of the cursor's bucket that is at most

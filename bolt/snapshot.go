@@ -50,11 +50,13 @@ func (s *Store) LoadSnapshot(ctx context.Context, aggregateID string) (eventstor
 		if b == nil {
 			return fmt.Errorf("bolt: %w: bucket %q missing", eventstore.ErrCorrupt, bucketSnapshots)
 		}
-		v := b.Get([]byte(aggregateID))
+		v, err := lookup(b, []byte(aggregateID), "snapshot")
+		if err != nil {
+			return err
+		}
 		if v == nil {
 			return fmt.Errorf("bolt: snapshot of %q: %w", aggregateID, eventstore.ErrNotFound)
 		}
-		var err error
 		snap, err = parseSnapshotRecord([]byte(aggregateID), v)
 		return err
 	})
