@@ -123,6 +123,10 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 	}
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	// The insert reads the staging table, which has no statistics: the
+	// planner's guess of its size makes the plan look costly enough to
+	// compile with JIT, which took 150-250 ms here, 20 times the insert.
+	batch.Queue("SET LOCAL jit = off")
 	batch.Queue(`CREATE TEMP TABLE IF NOT EXISTS ` + stagingTable + ` (
 		k            int         NOT NULL,
 		id           uuid        NOT NULL,
@@ -173,7 +177,7 @@ func (s *Store) importOnce(ctx context.Context, prepared []eventstore.Event) (ou
 	err = func() error {
 		br := conn.SendBatch(ctx, batch)
 		defer br.Close()
-		for range 2 {
+		for range 3 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
