@@ -139,3 +139,30 @@ func TestOpen_RequireSchema(t *testing.T) {
 	defer created.Close()
 	require.True(t, schemaExists(t, other))
 }
+
+// TestOpen_JITOff checks that Open's connections run with JIT off, which
+// made Import's insert take 20 times as long (compiling a plan the planner
+// misjudged), unless the DSN sets jit itself.
+func TestOpen_JITOff(t *testing.T) {
+	ctx := context.Background()
+	pgtest.Admin(t)
+	for _, tc := range []struct{ param, want string }{{"", "off"}, {"jit=on", "on"}} {
+		dsn := pgtest.DSN()
+		if tc.param != "" {
+			switch {
+			case !strings.Contains(dsn, "://"):
+				dsn += " " + tc.param
+			case strings.Contains(dsn, "?"):
+				dsn += "&" + tc.param
+			default:
+				dsn += "?" + tc.param
+			}
+		}
+		s, err := postgres.Open(ctx, dsn, &postgres.Options{Schema: pgtest.FreshSchema(t)})
+		require.NoError(t, err)
+		got, err := postgres.Setting(ctx, s, "jit")
+		require.NoError(t, s.Close())
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got, "DSN %q", dsn)
+	}
+}

@@ -210,7 +210,8 @@ type Store struct {
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
 // string, as pgxpool.ParseConfig reads it, pool_max_conns and all),
 // creates or migrates the store's schema and returns the store. The store
-// owns its connection pool and closes it on Close.
+// owns its connection pool and closes it on Close. Its connections run
+// with JIT compilation off (jit=off), unless dsn sets jit.
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -227,6 +228,12 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	// answer the cancel within a few seconds.
 	cfg.ConnConfig.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: 5 * time.Second}
+	}
+	// The store's statements are short and use indexes; JIT compilation
+	// only delays them, by far more than they take when the planner
+	// misjudges a row count (see Import). A DSN that sets jit wins.
+	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -247,7 +254,10 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 // pgx's default makes a cancelled ctx drop the connection, which gives an
 // append cancelled while it waits an unknown outcome. Open configures its
 // pool to send the server a cancel request instead; a caller's pool can do
-// the same with pgconn.CancelRequestContextWatcherHandler.
+// the same with pgconn.CancelRequestContextWatcherHandler. Open also turns
+// JIT compilation off, which can cost a statement of this store a hundred
+// times its run time; a caller's pool can set the jit runtime parameter
+// to off (Import turns it off for its own transactions in any pool).
 func New(ctx context.Context, pool *pgxpool.Pool, opts *Options) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("postgres: New with a nil pool")
