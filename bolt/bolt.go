@@ -120,9 +120,15 @@
 // after it left half-written, replays the log's records of the base's
 // generation in one synced transaction, and removes the log. Opening with
 // Options.NoWAL replays a log too. A read-only Open of a file with such a
-// log fails with ErrNeedsRecovery: the file alone may be torn. Versions of
-// this package without the log must not open a file that a crash left with
-// a log.
+// log fails with ErrNeedsRecovery: the file alone may be torn. Before the
+// first write creates a log, the store marks the file's format (format key
+// "eventstore/bolt 2+log", in a synced commit); Close, and an Open that has
+// replayed a log, reset it. Versions of this package without the log
+// accept only formats 1 and 2, so they refuse a file a crash left with a
+// log (eventstore.ErrUnknownFormat) rather than read it without its last
+// commits. A Backup taken while the store is open carries the mark, which
+// the next read-write Open of the copy resets. The mark costs a synced
+// commit when the log is created and another at Close.
 //
 // The trade-off: one fdatasync per commit instead of two (single appends
 // and group commits are faster, see bench/RESULTS.md), for a second file
@@ -321,6 +327,14 @@ var (
 	formatPrefix = []byte("eventstore/bolt ")
 	formatV1     = []byte("eventstore/bolt 1")
 	formatV2     = []byte("eventstore/bolt 2") // the format this package writes: v1 with tags
+
+	// formatLogged is format 2 in a file that has, or may have, a
+	// write-ahead log beside it holding commits that the file lacks. It
+	// is set, durably, before a log is created and reset once the log is
+	// gone, so that versions of this package that know no log (and so
+	// would not replay it) refuse the file with ErrUnknownFormat instead
+	// of reading a file that a crash left without its last commits.
+	formatLogged = []byte("eventstore/bolt 2+log")
 )
 
 // Defaults of Options.
@@ -669,7 +683,7 @@ func initFile(db *bbolt.DB, readOnly bool) error {
 		empty = false
 		format := meta.Get(keyFormat)
 		switch {
-		case bytes.Equal(format, formatV1), bytes.Equal(format, formatV2):
+		case bytes.Equal(format, formatV1), bytes.Equal(format, formatV2), bytes.Equal(format, formatLogged):
 		case bytes.HasPrefix(format, formatPrefix):
 			return fmt.Errorf("%w: format %q, this package reads %q and %q", eventstore.ErrUnknownFormat, format, formatV1, formatV2)
 		default:
@@ -708,6 +722,10 @@ func initFile(db *bbolt.DB, readOnly bool) error {
 		return err
 	}
 	if err := upgradeV2(db); err != nil {
+		return err
+	}
+	// Open has replayed and removed any log: the mark has no more use.
+	if err := markLogged(db, false); err != nil {
 		return err
 	}
 	return addBuckets(db)

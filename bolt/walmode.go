@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -185,6 +186,14 @@ func (s *Store) ensureLog() (err error) {
 	if l.f != nil {
 		return nil
 	}
+	// The mark first, durably: no log exists without it. db.NoSync is
+	// set in log mode; with no log, this commit is synced as without one.
+	s.db.NoSync = false
+	err = markLogged(s.db, true)
+	s.db.NoSync = true
+	if err != nil {
+		return fmt.Errorf("bolt: create log: mark the file: %w", err)
+	}
 	pin, meta, err := s.pinBase()
 	if err != nil {
 		return fmt.Errorf("bolt: create log: %w", err)
@@ -309,7 +318,33 @@ func (s *Store) closeLog() error {
 	if err != nil {
 		return fmt.Errorf("bolt: remove log %s: %w", l.path, err)
 	}
+	s.db.NoSync = false
+	err = markLogged(s.db, false)
+	s.db.NoSync = true
+	if err != nil {
+		return fmt.Errorf("bolt: close log: unmark the file: %w", err)
+	}
 	return nil
+}
+
+// markLogged sets the file's format to formatLogged (logged) or back to
+// formatV2, in a commit of its own, unless it is so already. Only a file
+// of format 2 is marked: Open upgrades a file of format 1 first.
+func markLogged(db *bbolt.DB, logged bool) error {
+	from, to := formatV2, formatLogged
+	if !logged {
+		from, to = to, from
+	}
+	var mark bool
+	if err := db.View(func(tx *bbolt.Tx) error {
+		mark = bytes.Equal(tx.Bucket(bucketMeta).Get(keyFormat), from)
+		return nil
+	}); err != nil || !mark {
+		return err
+	}
+	return db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyFormat, to)
+	})
 }
 
 // abandonLog closes a poisoned store's log without touching it: the next

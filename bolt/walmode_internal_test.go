@@ -113,6 +113,44 @@ func TestWAL_OneFileAtRest(t *testing.T) {
 	require.NoError(t, r.Close())
 }
 
+// fileFormat reads the format key of the bbolt file at path.
+func fileFormat(t *testing.T, path string) string {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	var format string
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		format = string(tx.Bucket(bucketMeta).Get(keyFormat))
+		return nil
+	}))
+	return format
+}
+
+// TestWAL_MarksTheFile: while a log exists, the file's format is one that
+// versions of this package without the log refuse (they accept exactly
+// formats 1 and 2), so that none reads a file a crash left without
+// replaying its log; a clean Close, and an Open that replays a log, put
+// format 2 back.
+func TestWAL_MarksTheFile(t *testing.T) {
+	requireWAL(t)
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	appendN(t, s, 2, 0)
+	dst := crashCopy(t, path, t.TempDir())
+	require.NoError(t, s.Close())
+	require.Equal(t, string(formatV2), fileFormat(t, path), "after Close")
+
+	crashed := fileFormat(t, dst)
+	require.NotEqual(t, string(formatV1), crashed)
+	require.NotEqual(t, string(formatV2), crashed)
+	require.True(t, strings.HasPrefix(crashed, string(formatPrefix)), "format %q", crashed)
+
+	requireEvents(t, dst, 2, "recovered") // opens, replays, closes
+	require.Equal(t, string(formatV2), fileFormat(t, dst), "after recovery")
+}
+
 // TestWAL_Recovery replays the log of a killed store (a copy of its files
 // while it is open), read-only refused first; and the updates that are
 // not in the log (a checkpoint, a snapshot) are in the base.
