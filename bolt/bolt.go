@@ -402,7 +402,22 @@ type Options struct {
 	// refuses a file whose log needs recovery). Default false: the log is
 	// on.
 	NoWAL bool
+
+	// PageSize is the size of bbolt's pages in a file that Open creates:
+	// a power of two from 1024 to 65536 bytes; anything else fails with
+	// an error matching ErrInvalidOptions. A file that exists keeps the
+	// page size it was made with. Larger pages hold more of what single
+	// appends leave behind when they split a page: on the bench's
+	// realistic fixture (a million events appended in calls of 1 to 3),
+	// 8192-byte pages made the file 7% smaller (947 against 1022 bytes an
+	// event), at the cost of more bytes written per commit. Zero means
+	// bbolt's default, the operating system's page size (4096 on most
+	// systems).
+	PageSize int
 }
+
+// ErrInvalidOptions reports Options that Open cannot use.
+var ErrInvalidOptions = errors.New("bolt: invalid options")
 
 // Store is an event store in one bbolt file. It is safe for concurrent use.
 type Store struct {
@@ -517,6 +532,9 @@ func Open(path string, opts *Options) (s *Store, err error) {
 	if o.ReadPageSize <= 0 {
 		o.ReadPageSize = DefaultReadPageSize
 	}
+	if ps := o.PageSize; ps != 0 && (ps < 1024 || ps > 65536 || ps&(ps-1) != 0) {
+		return nil, fmt.Errorf("bolt: open %s: %w: PageSize %d is not a power of two from 1024 to 65536", path, ErrInvalidOptions, ps)
+	}
 
 	// bbolt opens the file through openFile, which locks it and vets it
 	// first, and keeps it: after a panic inside bbolt, releasing the lock
@@ -572,6 +590,7 @@ func Open(path string, opts *Options) (s *Store, err error) {
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	bopts := &bbolt.Options{
+		PageSize:     o.PageSize,
 		Timeout:      o.Timeout,
 		NoSync:       o.UnsafeNoSync,
 		NoStatistics: true,
