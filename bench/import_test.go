@@ -36,22 +36,25 @@ func importBatch(call, size, perAgg int) []eventstore.Event {
 
 // BenchmarkImport imports calls of 1,000 events (100 aggregates of 10
 // events, interleaved) into a fresh store: bolt and PostgreSQL through
-// Import, and the raw bbolt baseline writing the same records in
+// Import (bolt with its log and without), and the raw bbolt baseline writing the same records in
 // transactions of the same size (rawAppend per aggregate, one Update per
 // call), all durable.
 func BenchmarkImport(b *testing.B) {
 	const size, perAgg = 1000, 10
-	b.Run("bolt/batch=1000", func(b *testing.B) {
-		s, err := bolt.Open(filepath.Join(workdir, fmt.Sprintf("import-%d.db", time.Now().UnixNano())), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer func() { s.Close(); os.Remove(s.Path()) }()
-		benchImport(b, size, perAgg, func(events []eventstore.Event) error {
-			_, err := s.Import(context.Background(), events)
-			return err
+	for _, name := range []string{"bolt", "bolt-nowal"} {
+		b.Run(name+"/batch=1000", func(b *testing.B) {
+			opts := &bolt.Options{NoWAL: name == "bolt-nowal"}
+			s, err := bolt.Open(filepath.Join(workdir, fmt.Sprintf("import-%d.db", time.Now().UnixNano())), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { s.Close(); os.Remove(s.Path()) }()
+			benchImport(b, size, perAgg, func(events []eventstore.Event) error {
+				_, err := s.Import(context.Background(), events)
+				return err
+			})
 		})
-	})
+	}
 	b.Run("rawbolt/batch=1000", func(b *testing.B) {
 		path := filepath.Join(workdir, fmt.Sprintf("import-raw-%d.db", time.Now().UnixNano()))
 		s, err := openRaw(path, false, false)
