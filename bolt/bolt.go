@@ -250,9 +250,9 @@
 //     entries lost from a damaged page go unnoticed there, as they would
 //     for a condition of AppendIf. Check finds them.
 //
-// Every walk that starts with a seek (one per read transaction) also steps
-// back from where the seek landed: the key before must come before the
-// seek's target. That step follows the tree's page pointers, not the keys
+// The walks of ReadAll, ReadType and ReadTime, which start with a seek
+// (one per read transaction), also step back from where the seek landed:
+// the key before must come before the seek's target. That step follows the tree's page pointers, not the keys
 // in its branch pages, so a damaged branch key that sends a seek past keys
 // it should have found (where the walk would then start late, with no gap
 // to see in ReadType's or ReadTime's positions) is noticed. Lookups of one
@@ -704,7 +704,7 @@ func initFile(db *bbolt.DB, readOnly bool) error {
 		switch {
 		case bytes.Equal(format, formatV1), bytes.Equal(format, formatV2), bytes.Equal(format, formatLogged):
 		case bytes.HasPrefix(format, formatPrefix):
-			return fmt.Errorf("%w: format %q, this package reads %q and %q", eventstore.ErrUnknownFormat, format, formatV1, formatV2)
+			return fmt.Errorf("%w: format %q, this package reads %q, %q and %q", eventstore.ErrUnknownFormat, format, formatV1, formatV2, formatLogged)
 		default:
 			return fmt.Errorf("%w: meta bucket without a known format (format %q)", eventstore.ErrUnknownFormat, format)
 		}

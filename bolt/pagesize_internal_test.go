@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,6 +32,17 @@ func TestOpen_PageSize(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalidOptions, "PageSize %d", bad)
 		_, err = os.Stat(path)
 		require.ErrorIs(t, err, os.ErrNotExist, "PageSize %d made a file", bad)
+	}
+
+	// The bounds are sizes bbolt can use.
+	for _, ps := range []int{1024, 65536} {
+		path := filepath.Join(dir, fmt.Sprintf("bound-%d.db", ps))
+		s, err := Open(path, &Options{PageSize: ps})
+		require.NoError(t, err, "PageSize %d", ps)
+		appendN(t, s, 20, 300)
+		require.NoError(t, s.Check(ctx))
+		require.NoError(t, s.Close())
+		require.Equal(t, ps, filePageSize(t, path))
 	}
 
 	path := filepath.Join(dir, "events.db")

@@ -395,7 +395,7 @@ func pointerPages(r pointerRead) func() pageFunc {
 // the bucket's last key, if it lands on none) is not below seek. Stepping
 // back follows the tree's pointers, not its keys, so it finds keys that a
 // damaged key in a branch page hides from a seek; a walk without gapless
-// positions (ReadType, ReadTime, tags) would otherwise start past them
+// positions (ReadType, ReadTime) would otherwise start past them
 // without an error.
 func checkSeek(b *bbolt.Bucket, seek []byte, what string) error {
 	c := b.Cursor()

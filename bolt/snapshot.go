@@ -27,7 +27,13 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap eventstore.Snapshot) erro
 		if b == nil {
 			return fmt.Errorf("bolt: %w: bucket %q missing", eventstore.ErrCorrupt, bucketSnapshots)
 		}
-		if old := b.Get(key); old != nil {
+		// lookup, not Get: a write must not add a second copy of a key
+		// that a damaged branch page hides from a seek.
+		old, err := lookup(b, key, "snapshot")
+		if err != nil {
+			return err
+		}
+		if old != nil {
 			stored, err := parseSnapshotRecord(key, old)
 			// A damaged snapshot is only a cache: replace it.
 			if err == nil && stored.Version > snap.Version {
@@ -73,7 +79,11 @@ func (s *Store) DeleteSnapshot(ctx context.Context, aggregateID string) error {
 		if b == nil {
 			return fmt.Errorf("bolt: %w: bucket %q missing", eventstore.ErrCorrupt, bucketSnapshots)
 		}
-		if b.Get([]byte(aggregateID)) == nil {
+		v, err := lookup(b, []byte(aggregateID), "snapshot")
+		if err != nil {
+			return err
+		}
+		if v == nil {
 			return errNoWrite
 		}
 		return b.Delete([]byte(aggregateID))

@@ -142,20 +142,26 @@ func TestOpen_RequireSchema(t *testing.T) {
 
 // TestOpen_JITOff checks that Open's connections run with JIT off, which
 // made Import's insert take 20 times as long (compiling a plan the planner
-// misjudged), unless the DSN sets jit itself.
+// misjudged), unless the DSN sets jit itself, in any case or in options.
 func TestOpen_JITOff(t *testing.T) {
 	ctx := context.Background()
 	pgtest.Admin(t)
-	for _, tc := range []struct{ param, want string }{{"", "off"}, {"jit=on", "on"}} {
+	// Each case's parameter as a keyword/value DSN and as a URL has it.
+	for _, tc := range []struct{ kv, url, want string }{
+		{"", "", "off"},
+		{"jit=on", "jit=on", "on"},
+		{"JIT=on", "JIT=on", "on"}, // the server ignores the case of a name
+		{"options='-c jit=on'", "options=-c%20jit%3Don", "on"},
+	} {
 		dsn := pgtest.DSN()
-		if tc.param != "" {
+		if tc.kv != "" {
 			switch {
 			case !strings.Contains(dsn, "://"):
-				dsn += " " + tc.param
+				dsn += " " + tc.kv
 			case strings.Contains(dsn, "?"):
-				dsn += "&" + tc.param
+				dsn += "&" + tc.url
 			default:
-				dsn += "?" + tc.param
+				dsn += "?" + tc.url
 			}
 		}
 		s, err := postgres.Open(ctx, dsn, &postgres.Options{Schema: pgtest.FreshSchema(t)})

@@ -210,8 +210,15 @@ type Store struct {
 // Open connects to the PostgreSQL server at dsn (a URL or keyword/value
 // string, as pgxpool.ParseConfig reads it, pool_max_conns and all),
 // creates or migrates the store's schema and returns the store. The store
-// owns its connection pool and closes it on Close. Its connections run
-// with JIT compilation off (jit=off), unless dsn sets jit.
+// owns its connection pool and closes it on Close.
+//
+// Its connections run with JIT compilation off: Open sends jit=off as a
+// startup parameter, which outranks the server's own settings
+// (postgresql.conf, ALTER ROLE or DATABASE ... SET jit), unless dsn sets
+// jit itself, as a parameter or within options ("-c jit=on"). A connection
+// pooler that refuses startup parameters it does not know (PgBouncer
+// without jit in its ignore_startup_parameters) refuses that one: there,
+// list it, or give New a pool of your own.
 func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -232,7 +239,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	// The store's statements are short and use indexes; JIT compilation
 	// only delays them, by far more than they take when the planner
 	// misjudges a row count (see Import). A DSN that sets jit wins.
-	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
+	if !setsJIT(cfg.ConnConfig.RuntimeParams) {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -246,6 +253,18 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	}
 	s.ownPool = true
 	return s, nil
+}
+
+// setsJIT reports whether the runtime parameters of a DSN set jit: as a
+// parameter of its own (the server ignores the case of a setting's name)
+// or within options.
+func setsJIT(params map[string]string) bool {
+	for k, v := range params {
+		if strings.EqualFold(k, "jit") || strings.EqualFold(k, "options") && strings.Contains(strings.ToLower(v), "jit") {
+			return true
+		}
+	}
+	return false
 }
 
 // New returns a store that uses pool, which the caller owns: Close does not

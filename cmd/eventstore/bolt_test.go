@@ -14,6 +14,7 @@ import (
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 func TestStats_Bolt(t *testing.T) {
@@ -341,6 +342,29 @@ func TestCompact_Bolt(t *testing.T) {
 	require.Contains(t, r.stderr, "exists")
 	objs := jsonLines(t, ok(t, "compact", "--json", path, dst+"2"))
 	require.EqualValues(t, fi.Size(), objs[0]["dst_bytes"])
+}
+
+// TestCompact_KeepsPageSize compacts a file made with 8 KiB pages: the
+// copy has 8 KiB pages too, not bbolt's default.
+func TestCompact_KeepsPageSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := bolt.Open(path, &bolt.Options{NoWAL: true, PageSize: 8192})
+	require.NoError(t, err)
+	events := appendFixture(t, s)
+	require.NoError(t, s.Close())
+
+	dst := filepath.Join(t.TempDir(), "compact.db")
+	ok(t, "compact", path, dst)
+	db, err := bbolt.Open(dst, 0o600, &bbolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.Equal(t, 8192, db.Info().PageSize)
+	require.NoError(t, db.Close())
+	s, err = bolt.Open(dst, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer s.Close()
+	got, err := eventstore.Collect(s.ReadAll(t.Context(), 0))
+	require.NoError(t, err)
+	require.Equal(t, events, got)
 }
 
 func TestUsage(t *testing.T) {

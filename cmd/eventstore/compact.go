@@ -52,7 +52,8 @@ with DST yourself, while no application has it open.`,
 			}
 			stopSpin := spin(g, "compact")
 			err = s.boltViewDB(g.timeout, func(from *bbolt.DB) error {
-				to, err := bbolt.Open(tmp, 0o600, &bbolt.Options{NoSync: true, Timeout: g.timeout})
+				// The copy keeps the page size of the file (see bolt.Options.PageSize).
+				to, err := bbolt.Open(tmp, 0o600, &bbolt.Options{NoSync: true, Timeout: g.timeout, PageSize: from.Info().PageSize})
 				if err != nil {
 					return err
 				}
