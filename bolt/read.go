@@ -420,7 +420,7 @@ func checkSeek(b *bbolt.Bucket, seek []byte, what string) error {
 func lookup(b *bbolt.Bucket, key []byte, what string) ([]byte, error) {
 	c := b.Cursor()
 	k, v := c.Seek(key)
-	if bytes.Equal(k, key) {
+	if k != nil && bytes.Equal(k, key) { // bytes.Equal takes a nil k (no key at or after key) for an empty key
 		if v == nil {
 			return nil, corrupt(what, key, errors.New("a bucket, not a value"))
 		}
