@@ -410,7 +410,9 @@ type Options struct {
 	// appends leave behind when they split a page: on the bench's
 	// realistic fixture (a million events appended in calls of 1 to 3),
 	// 8192-byte pages made the file 7% smaller (947 against 1022 bytes an
-	// event), at the cost of more bytes written per commit. Zero means
+	// event) and ReadAll up to 1.17x as fast, at the cost of more bytes
+	// written per commit: single durable appends ran at 0.91x, and small
+	// files (thousands of events) were larger, not smaller. Zero means
 	// bbolt's default, the operating system's page size (4096 on most
 	// systems).
 	PageSize int
