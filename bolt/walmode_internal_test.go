@@ -151,6 +151,34 @@ func TestWAL_MarksTheFile(t *testing.T) {
 	require.Equal(t, string(formatV2), fileFormat(t, dst), "after recovery")
 }
 
+// TestWAL_MarkWithoutLog: a crash after Close removed the log but before
+// it put format 2 back leaves a marked file that holds every commit. A
+// read-only Open reads it as it is; a read-write Open clears the mark.
+func TestWAL_MarkWithoutLog(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	appendN(t, s, 3, 0)
+	require.NoError(t, s.Close())
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, markLogged(db, true))
+	require.NoError(t, db.Close())
+	require.Equal(t, string(formatLogged), fileFormat(t, path))
+
+	ro, err := Open(path, &Options{ReadOnly: true})
+	require.NoError(t, err)
+	got, err := eventstore.Collect(ro.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.NoError(t, ro.Close())
+	require.Equal(t, string(formatLogged), fileFormat(t, path), "a read-only Open changed the file")
+
+	requireEvents(t, path, 3, "read-write Open")
+	require.Equal(t, string(formatV2), fileFormat(t, path), "after a read-write Open")
+}
+
 // TestWAL_Recovery replays the log of a killed store (a copy of its files
 // while it is open), read-only refused first; and the updates that are
 // not in the log (a checkpoint, a snapshot) are in the base.
