@@ -270,7 +270,9 @@ func writeGrid(sb *strings.Builder, t *table, cell func(w, b string) string) {
 	}
 }
 
-// renderAims checks the aims of issue 5 against the figures.
+// renderAims checks the aims of the bench issues (appends, the
+// write-ahead log, the read side, replay, size, import and replication)
+// against the figures.
 func renderAims(res *results, t *table) string {
 	var sb strings.Builder
 	sb.WriteString("### Aims\n\nThe append aims take the median of the ratios run by run (each run measured both figures close together), as the disk's latency drifts from run to run; replay figures are medians, on the realistic fixture. Each command runs in bench/ and measures the aim's figures alone.\n\n| aim | measured | command | |\n|---|---|---|---|\n")
@@ -385,6 +387,51 @@ func renderAims(res *results, t *table) string {
 	}
 	command = "go test -run '^$' -bench 'Replay/^bolt$/' -benchmem ."
 	row("at most 3 allocations per replayed event (bolt, worst replay of the realistic fixture)", measured, worst <= 3, any)
+
+	// The size aim: bolt's file against SQLite's, on the same realistic
+	// fixture.
+	command = "go test -run '^$' -bench 'Replay/^(bolt|sqlite)$/all$' ."
+	bb, okb := get("Replay/all", "bolt", "disk-B/event")
+	sq, oks := get("Replay/all", "sqlite", "disk-B/event")
+	measured = "—"
+	if okb && oks && sq > 0 {
+		measured = fmt.Sprintf("%.2fx; %.0f vs %.0f bytes an event", bb/sq, bb, sq)
+	}
+	row("bolt file size on the realistic fixture: at most 1.2x SQLite's", measured, okb && oks && bb <= 1.2*sq, okb && oks && sq > 0)
+
+	// Bulk import and replication.
+	command = "go test -run '^$' -bench 'Import/' ."
+	if r, desc, ok := ratio("Import/batch=1000", "bolt", "Import/batch=1000", baseline); ok {
+		row("bolt Import in calls of 1,000: at least 0.8x raw bbolt writing the same records in transactions of the same size", desc, r >= 0.8, true)
+	} else {
+		row("bolt Import in calls of 1,000: at least 0.8x raw bbolt writing the same records in transactions of the same size", "—", false, false)
+	}
+	v, ok := get("Import/batch=1000", "postgres", "events/s")
+	measured = "—"
+	if ok {
+		measured = human(v) + " events/s"
+	}
+	row("postgres Import in calls of 1,000: at least 30k events/s", measured, v >= 30e3, ok)
+	replicate := ""
+	for _, w := range t.workloads {
+		// The default batch size's row, or else the last.
+		if strings.HasPrefix(w, "Replicate/") && (replicate == "" || strings.HasSuffix(w, "/batch=10000")) {
+			replicate = w
+		}
+	}
+	command = "go test -run '^$' -bench 'Replicate/' -benchtime 1x ."
+	secs, ok := get(replicate, "bolt-to-postgres", "s/copy")
+	measured = "—"
+	if ok {
+		measured = fmt.Sprintf("%.1f s (`%s`)", secs, replicate)
+	}
+	row("1,000,000 events bolt to postgres: under 60 s", measured, secs < 60, ok)
+	v, ok = get(replicate, "bolt-to-bolt", "events/s")
+	measured = "—"
+	if ok {
+		measured = fmt.Sprintf("%s events/s (`%s`)", human(v), replicate)
+	}
+	row("1,000,000 events bolt to bolt: at least 100k events/s", measured, v >= 100e3, ok)
 	return sb.String()
 }
 
