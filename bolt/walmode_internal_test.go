@@ -179,6 +179,27 @@ func TestWAL_MarkWithoutLog(t *testing.T) {
 	require.Equal(t, string(formatV2), fileFormat(t, path), "after a read-write Open")
 }
 
+// TestWAL_BackupCarriesMark: a backup taken while the log exists carries
+// the file's mark, as Backup's doc says; the copy is complete, and a
+// read-write Open of it clears the mark.
+func TestWAL_BackupCarriesMark(t *testing.T) {
+	requireWAL(t)
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	defer s.Close()
+	appendN(t, s, 4, 0)
+	dst := filepath.Join(t.TempDir(), "backup.db")
+	f, err := os.Create(dst)
+	require.NoError(t, err)
+	_, err = s.Backup(context.Background(), f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.Equal(t, string(formatLogged), fileFormat(t, dst))
+	requireEvents(t, dst, 4, "backup")
+	require.Equal(t, string(formatV2), fileFormat(t, dst), "after a read-write Open")
+}
+
 // TestWAL_Recovery replays the log of a killed store (a copy of its files
 // while it is open), read-only refused first; and the updates that are
 // not in the log (a checkpoint, a snapshot) are in the base.
