@@ -295,9 +295,6 @@ func TestStore_IteratorReuse(t *testing.T) {
 		require.Equal(t, first, second, name)
 	}
 	require.NoError(t, s.DeleteSnapshot(ctx, ""))
-	// An empty key in an empty bucket: not found, not a damaged file.
-	_, err := s.LoadSnapshot(ctx, "")
-	require.ErrorIs(t, err, eventstore.ErrNotFound)
 }
 
 // TestStore_CloseUnderLoad closes a store while appends and reads run: each

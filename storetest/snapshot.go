@@ -113,6 +113,9 @@ func checkSnapshot(t *testing.T, got, want eventstore.Snapshot) {
 
 func testSnapshotLoadNone(t *testing.T, s eventstore.SnapshotStore) {
 	wantNoSnapshot(t, s, "never-saved")
+	// The empty ID, which no snapshot has (SaveSnapshot refuses it), on a
+	// store that has never held a snapshot: not found, not an error.
+	wantNoSnapshot(t, s, "")
 }
 
 func testSnapshotRoundTrip(t *testing.T, s eventstore.SnapshotStore) {
@@ -256,8 +259,10 @@ func testSnapshotDelete(t *testing.T, s eventstore.SnapshotStore) {
 
 func testSnapshotDeleteNone(t *testing.T, s eventstore.SnapshotStore) {
 	ctx := context.Background()
-	if err := s.DeleteSnapshot(ctx, "never-saved"); err != nil {
-		t.Fatalf("DeleteSnapshot of a missing snapshot = %v, want nil", err)
+	for _, id := range []string{"", "never-saved"} {
+		if err := s.DeleteSnapshot(ctx, id); err != nil {
+			t.Fatalf("DeleteSnapshot(%q) of a missing snapshot = %v, want nil", id, err)
+		}
 	}
 	mustSaveSnapshot(t, s, snapAt("twice", 1))
 	for range 2 {
