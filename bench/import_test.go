@@ -35,10 +35,10 @@ func importBatch(call, size, perAgg int) []eventstore.Event {
 }
 
 // BenchmarkImport imports calls of 1,000 events (100 aggregates of 10
-// events, interleaved) into a fresh store: bolt and PostgreSQL through
-// Import (bolt with its log and without), and the raw bbolt baseline writing the same records in
-// transactions of the same size (rawAppend per aggregate, one Update per
-// call), all durable.
+// events, interleaved) into a fresh store: bolt (with its log and without)
+// and PostgreSQL through Import, and the raw bbolt baseline writing the
+// same records in transactions of the same size (rawAppend per aggregate,
+// one Update per call), all durable.
 func BenchmarkImport(b *testing.B) {
 	const size, perAgg = 1000, 10
 	for _, name := range []string{"bolt", "bolt-nowal"} {

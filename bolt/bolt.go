@@ -252,8 +252,8 @@
 //
 // The walks of ReadAll, ReadType and ReadTime, which start with a seek
 // (one per read transaction), also step back from where the seek landed:
-// the key before must come before the seek's target. That step follows the tree's page pointers, not the keys
-// in its branch pages, so a damaged branch key that sends a seek past keys
+// the key before must come before the seek's target. That step follows
+// the tree's page pointers, not the keys in its branch pages, so a damaged branch key that sends a seek past keys
 // it should have found (where the walk would then start late, with no gap
 // to see in ReadType's or ReadTime's positions) is noticed. Lookups of one
 // key (a snapshot, an event ID on Append or Import, a checkpoint) do the
