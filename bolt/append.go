@@ -173,23 +173,31 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 			return -1, fmt.Errorf("bolt: commit: %w: %w", eventstore.ErrUnknownOutcome, err)
 		}
 	}
-	tx, err := s.db.Begin(true)
-	if err != nil {
-		return -1, fmt.Errorf("bolt: begin: %w", err)
+	// In log mode, the group commits before this one may be in the held
+	// transaction: this one joins them.
+	var tx *bbolt.Tx
+	var w *writer
+	if s.wal != nil && s.wal.held != nil {
+		tx, w = s.wal.held, s.wal.heldW
+	} else {
+		if tx, err = s.db.Begin(true); err != nil {
+			return -1, fmt.Errorf("bolt: begin: %w", err)
+		}
+		if w, err = newWriter(tx); err != nil {
+			s.rollback(tx)
+			return -1, err
+		}
 	}
 	done := false
 	defer func() {
 		if !done {
-			s.rollback(tx)
+			s.abort(tx)
 		}
 	}()
-	w, err := newWriter(tx)
-	if err != nil {
-		return -1, err
-	}
 	if s.wal != nil {
 		w.logging = true
 		w.log = append(s.wal.buf[:0], make([]byte, walRecordHeader)...)
+		w.keys = 0
 	}
 	writes := false
 	for i, r := range batch {
@@ -205,8 +213,13 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 	done = true
 	if !writes {
 		// Only conflicts and retries: nothing to commit.
-		s.rollback(tx)
+		if s.wal == nil || s.wal.held != tx {
+			s.rollback(tx)
+		}
 		return -1, nil
+	}
+	if s.wal != nil {
+		return -1, s.logBatch(tx, w, batch)
 	}
 	defer func() {
 		// A panic inside Commit leaves a commit whose outcome is unknown.
@@ -216,26 +229,6 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
 		}
 	}()
-	if s.wal != nil {
-		// The log first: once its record is synced, the commit is
-		// durable, and only then may readers see it.
-		if err := s.logRecord(w.log); err != nil {
-			s.poisoned.Store(true)
-			s.rollback(tx)
-			err = fmt.Errorf("bolt: commit: %w: log: %w", eventstore.ErrUnknownOutcome, err)
-			for _, r := range batch {
-				r.out, r.err = nil, err
-			}
-			return -1, nil
-		}
-		if cap(w.log) <= maxBatchBytes {
-			s.wal.buf = w.log[:0]
-		}
-		s.wal.size = tx.Size()
-		if s.wal.needCheckpoint(1) || s.mayRemap(tx, len(w.log), w.keys) {
-			s.wal.dropPin() // a checkpoint follows (afterCommit)
-		}
-	}
 	if err := s.commitTx(tx); err != nil {
 		// The outcome of every request is unknown, even of those that
 		// failed or were retries: they saw the writes before them.
@@ -245,10 +238,59 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 		return -1, nil
 	}
 	s.signal.Publish(w.next - 1) // durable now: subscriptions may see it
-	if s.wal != nil {
-		s.afterCommit()
-	}
 	return -1, nil
+}
+
+// abort rolls back tx, a write transaction of tryBatch that failed. When
+// tx is the held transaction, the commits it held are lost (see dropHeld).
+func (s *Store) abort(tx *bbolt.Tx) {
+	if s.wal != nil && s.wal.held == tx {
+		s.dropHeld()
+		return
+	}
+	s.rollback(tx)
+}
+
+// logBatch makes the writes of batch, which w wrote in tx, durable in log
+// mode: it writes their record to the log and fdatasyncs it, which
+// acknowledges them. tx then becomes (or stays) the held transaction,
+// which later group commits join, until a limit (holdLimit), a read
+// (syncHeld), a write of another kind or a checkpoint commits it: one
+// bbolt commit serves many group commits. Call it with wmu held.
+func (s *Store) logBatch(tx *bbolt.Tx, w *writer, batch []*appendReq) error {
+	l := s.wal
+	if err := s.logRecord(w.log); err != nil {
+		s.poisoned.Store(true)
+		s.abort(tx)
+		err = fmt.Errorf("bolt: commit: %w: log: %w", eventstore.ErrUnknownOutcome, err)
+		for _, r := range batch {
+			r.out, r.err = nil, err
+		}
+		return nil
+	}
+	if cap(w.log) <= maxBatchBytes {
+		l.buf = w.log[:0]
+	}
+	l.held, l.heldW = tx, w
+	l.heldGroups++
+	l.heldBytes += len(w.log)
+	l.heldKeys += w.keys
+	l.pending.Store(true)
+	s.signal.Publish(w.next - 1) // durable now: subscriptions may see it
+	if l.holdLimit() {
+		_ = s.flushHeld()
+		// A failure poisons the store; the batch's events are durable
+		// in the log all the same.
+		return nil
+	}
+	// The held transaction waits for the next group commit, a read, or
+	// the idle checkpoint.
+	if l.idle == nil {
+		l.idle = time.AfterFunc(walIdle, s.idleCheckpoint)
+	} else {
+		l.idle.Reset(walIdle)
+	}
+	return nil
 }
 
 // writer appends events within one write transaction.

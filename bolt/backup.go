@@ -52,6 +52,13 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (n int64, err error) {
 		s.wmu.Unlock()
 		return 0, errNeedsReopen
 	}
+	if s.wal != nil {
+		// The appends that the log holds must be in the copy.
+		if err := s.flushHeld(); err != nil {
+			s.wmu.Unlock()
+			return 0, err
+		}
+	}
 	tx, err := s.begin(false)
 	s.wmu.Unlock()
 	if err != nil {

@@ -95,12 +95,20 @@
 // bbolt fsyncs a commit twice: its pages, then its meta page. With the
 // log (the default), a group commit instead writes its events as one
 // record to the file <path>-wal (created 0600 by the first write, its
-// directory fsynced, covered by the store file's lock), fdatasyncs the
-// log, and only then commits its bbolt transaction, without fsync; readers,
-// subscriptions and Head see the commit only after that, so they never see
-// an event that is not durable. A record carries its length, a CRC32C and
-// the log's generation, so that a torn tail, or the bytes of an earlier
-// generation left in a reused log, are never replayed.
+// directory fsynced, covered by the store file's lock) and fdatasyncs the
+// log, which acknowledges its appends. Its bbolt transaction stays open
+// (held): the next group commits write into it too, and bbolt commits it,
+// without fsync, when 64 group commits or 8 MiB of records are in it,
+// when a read begins, before any other write, and at a checkpoint. So one
+// bbolt commit, whose cost grows with the pages it touches rather than the
+// events it holds, serves many group commits. A read commits the held
+// transaction before it begins, so that it sees every acknowledged append
+// (reads of a store that is being appended to pay for the commits that
+// the appends skipped); subscriptions and Head see a commit only once its
+// record is synced, so they never see an event that is not durable. A
+// record carries its length, a CRC32C and the log's generation, so that a
+// torn tail, or the bytes of an earlier generation left in a reused log,
+// are never replayed.
 //
 // A checkpoint fdatasyncs the store's file and makes its state the log's
 // base: a header, written to one of two slots with the next generation,
@@ -130,9 +138,11 @@
 // the next read-write Open of the copy resets. The mark costs a synced
 // commit when the log is created and another at Close.
 //
-// The trade-off: one fdatasync per commit instead of two (single appends
-// and group commits are faster, see bench/RESULTS.md), for a second file
-// while the store is open, a checkpoint's sync now and then (a commit that
+// The trade-off: one fdatasync per commit instead of two, and one bbolt
+// commit per many (single appends and group commits are faster, see
+// bench/RESULTS.md), for a second file while the store is open, memory for
+// the held transaction (at most 8 MiB of records and bbolt's copies of
+// the pages they touch), a checkpoint's sync now and then (a commit that
 // runs it waits for it), a file that grows between checkpoints by the pages
 // the base holds (a few MiB), and the replay on Open after a crash.
 // Options.NoWAL turns the log off; Options.UnsafeNoSync (no fsync at all)
@@ -140,12 +150,14 @@
 //
 // When the log's write or fdatasync fails, the commit is rolled back and
 // its appends answer eventstore.ErrUnknownOutcome (the record may be in
-// the log, and then the next Open replays it); when the bbolt commit after
-// the log's fdatasync fails, they answer the same, and the next Open
-// replays the record. Either way the store refuses later writes until it
-// is reopened, and Close leaves the log to that Open. A failed checkpoint
-// does the same to later writes; the commits it followed were durable
-// already.
+// the log, and then the next Open replays it), and the store refuses
+// later writes until it is reopened; Close leaves the log to that Open.
+// When the bbolt commit of a held transaction fails, its appends were
+// acknowledged already and stay durable in the log, but the file lacks
+// them: every later read and write then fails with
+// eventstore.ErrNeedsReopen rather than answer without them, and the next
+// Open replays them. A failed checkpoint refuses later writes the same
+// way; the commits it followed were durable already.
 //
 // # Reads
 //
@@ -911,6 +923,9 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) (err error) {
 	defer s.exit()
 	defer recovered(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if err := s.syncHeld(); err != nil {
+		return err
+	}
 	tx, err := s.begin(false)
 	if err != nil {
 		return err
@@ -944,6 +959,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 		// by bbolt as without a log.
 		s.db.NoSync = false
 		defer func() { s.db.NoSync = true }()
+	}
+	if s.wal != nil {
+		// The appends the log holds come first (a checkpoint follows
+		// this commit).
+		if err := s.flushHeld(); err != nil {
+			return err
+		}
 	}
 	tx, err := s.begin(true)
 	if err != nil {

@@ -50,6 +50,13 @@ func (s *Store) Check(ctx context.Context) error {
 			s.wmu.Unlock()
 		}
 	}()
+	if s.wal != nil {
+		// The appends that the log holds are checked too (and view
+		// below then finds none to commit, so it does not take wmu).
+		if err := s.flushHeld(); err != nil {
+			return err
+		}
+	}
 	fi, err := s.file.Stat()
 	if err != nil {
 		return fmt.Errorf("bolt: check %s: %w", s.path, err)

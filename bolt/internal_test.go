@@ -21,8 +21,14 @@ import (
 
 var errInjected = errors.New("injected fsync failure")
 
-// TestStore_UnknownOutcome simulates a commit whose fsync fails, both when
-// the data reached the file anyway and when it did not: Append reports
+// noWAL opens a store without its log, for the tests of a failing bbolt
+// commit: with the log, an append is acknowledged before bbolt commits it
+// (TestWAL_FailedHeldCommit covers that case).
+var noWAL = &Options{NoWAL: true}
+
+// TestStore_UnknownOutcome simulates a commit whose fsync fails (without
+// the log: see noWAL), both when the data reached the file anyway and when
+// it did not: Append reports
 // ErrUnknownOutcome, later writes get ErrNeedsReopen, and after a reopen a
 // retry with the same events either finds them or stores them.
 func TestStore_UnknownOutcome(t *testing.T) {
@@ -30,7 +36,7 @@ func TestStore_UnknownOutcome(t *testing.T) {
 		t.Run(fmt.Sprintf("onDisk=%v", onDisk), func(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "events.db")
-			s, err := Open(path, nil)
+			s, err := Open(path, noWAL)
 			require.NoError(t, err)
 			first, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
 			require.NoError(t, err)
@@ -64,7 +70,7 @@ func TestStore_UnknownOutcome(t *testing.T) {
 			require.NoError(t, s.Close())
 
 			// After a reopen the retry is safe either way.
-			s, err = Open(path, nil)
+			s, err = Open(path, noWAL)
 			require.NoError(t, err)
 			defer s.Close()
 			stored, err := s.Append(ctx, events...)
@@ -80,7 +86,7 @@ func TestStore_UnknownOutcome(t *testing.T) {
 // writer lock inside the failing Commit, before the store is poisoned.
 func TestStore_NoWriteAfterFailedCommit(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), noWAL)
 	require.NoError(t, err)
 	defer s.Close()
 
@@ -314,7 +320,7 @@ func TestStore_ConcurrentRetries(t *testing.T) {
 // TestStore_CommitPanics simulates bbolt panicking inside Commit.
 func TestStore_CommitPanics(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), noWAL)
 	require.NoError(t, err)
 	s.commit = func(*bbolt.Tx) error { panic("boom") }
 	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})

@@ -36,7 +36,7 @@ func collectFor(t *testing.T, s *Store, after uint64, d time.Duration) []eventst
 // Head does not count it until the commit returns.
 func TestSubscribe_NotBeforeCommitReturns(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), noWAL)
 	require.NoError(t, err)
 	defer s.Close()
 	first, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
@@ -101,7 +101,7 @@ func TestSubscribe_NotBeforeCommitReturns(t *testing.T) {
 // and Head does not count it.
 func TestSubscribe_FailedCommitNeverSeen(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
+	s, err := Open(filepath.Join(t.TempDir(), "events.db"), noWAL)
 	require.NoError(t, err)
 	defer s.Close()
 	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})

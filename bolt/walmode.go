@@ -8,7 +8,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventstore-go/eventstore"
@@ -20,8 +22,12 @@ import (
 // doc; wal.go holds its format). In short:
 //
 //   - A group commit writes its events to the log as one record and
-//     fdatasyncs the log, then commits its bbolt transaction without
-//     bbolt's fsyncs (db.NoSync): the log is what makes it durable.
+//     fdatasyncs the log: the log is what makes it durable. Its bbolt
+//     transaction stays open (walState.held) for the next group commits
+//     to join, and is committed without bbolt's fsyncs (db.NoSync) at a
+//     limit (holdLimit), before a read (syncHeld), before any other write
+//     transaction, and before a checkpoint, which must never make a base
+//     that lacks an acknowledged record it drops.
 //   - The log's header holds a copy of a meta page whose pages are on the
 //     disk: the base. After a crash, Open writes that meta back into the
 //     file's meta pages, so that bbolt sees the base, and replays the
@@ -64,6 +70,12 @@ var (
 	// before a commit checkpoints, for the same reason: most of the pages
 	// of commits since the checkpoint come from the end of the file.
 	walMaxGrowth int64 = 4 << 20
+
+	// walHoldGroups and walHoldBytes bound the group commits that one
+	// held bbolt transaction gathers (see flushHeld): past either, the
+	// group commit that reaches it commits the transaction.
+	walHoldGroups       = 64
+	walHoldBytes  int64 = 8 << 20
 
 	// walIdle is how long after the last commit that the file lacks a
 	// checkpoint runs.
@@ -114,6 +126,33 @@ type walState struct {
 
 	pinMu sync.Mutex
 	pin   *bbolt.Tx // the read transaction on the base, nil once dropped
+
+	// held is the write transaction that holds the group commits whose
+	// records the log has synced (they are acknowledged) but that bbolt
+	// has not committed yet, nil when there are none; heldW is its writer,
+	// heldGroups, heldBytes and heldKeys count its commits, their records'
+	// bytes and their keys (see holdLimit and flushHeld).
+	held                            *bbolt.Tx
+	heldW                           *writer
+	heldGroups, heldBytes, heldKeys int
+
+	// pending is set while held is: a read must have held committed
+	// first (see Store.syncHeld). lost is set when held failed to commit
+	// or was rolled back: the file then lacks acknowledged events that
+	// the log holds, and every read fails with it until the store is
+	// reopened (Open replays the log).
+	pending atomic.Bool
+	lost    atomic.Pointer[error]
+}
+
+// markLost records that the held transaction never reached bbolt, for
+// why; it poisons the store. It returns the error that reads and writes
+// give from now on.
+func (s *Store) markLost(why error) error {
+	s.poisoned.Store(true)
+	err := fmt.Errorf("%w: acknowledged appends that the log holds failed to reach the file (%v); Open replays them", errNeedsReopen, why)
+	s.wal.lost.CompareAndSwap(nil, &err)
+	return *s.wal.lost.Load()
 }
 
 // setPin makes tx the pin, and rolls back the one before.
@@ -252,6 +291,9 @@ func (s *Store) checkpoint() error {
 	if l.f == nil {
 		return nil
 	}
+	if err := s.commitHeld(); err != nil {
+		return err
+	}
 	if err := s.syncFile(); err != nil {
 		return err
 	}
@@ -303,6 +345,9 @@ func (s *Store) closeLog() error {
 	if l.f == nil {
 		return nil
 	}
+	if err := s.commitHeld(); err != nil {
+		return err
+	}
 	if err := s.syncFile(); err != nil {
 		return err
 	}
@@ -351,6 +396,7 @@ func markLogged(db *bbolt.DB, logged bool) error {
 // Open replays it.
 func (s *Store) abandonLog() {
 	l := s.wal
+	s.dropHeld()
 	if l.idle != nil {
 		l.idle.Stop()
 	}
@@ -359,6 +405,98 @@ func (s *Store) abandonLog() {
 		_ = l.f.Close()
 		l.f = nil
 	}
+}
+
+// holdLimit reports whether the held transaction must be committed now:
+// it gathered walHoldGroups group commits or walHoldBytes of records, or
+// the log needs a checkpoint.
+func (l *walState) holdLimit() bool {
+	return l.heldGroups >= walHoldGroups || int64(l.heldBytes) >= walHoldBytes || l.needCheckpoint(1)
+}
+
+// flushHeld commits the held transaction, if there is one, and then
+// checkpoints if the pin was dropped or a limit is reached (afterCommit).
+// Call it with wmu held.
+func (s *Store) flushHeld() error {
+	if s.wal.held == nil {
+		return nil
+	}
+	if err := s.commitHeld(); err != nil {
+		return err
+	}
+	s.afterCommit()
+	return nil
+}
+
+// commitHeld commits the held transaction, if there is one, without
+// bbolt's fsyncs (the log holds its records durably). A failure poisons
+// the store and marks it lost: its events are in the log, and the next
+// Open replays them. Call it with wmu held, and checkpoint after it (as
+// flushHeld does).
+func (s *Store) commitHeld() (err error) {
+	l := s.wal
+	tx := l.held
+	if tx == nil {
+		return nil
+	}
+	size, keys := l.heldBytes, l.heldKeys
+	l.held, l.heldW, l.heldGroups, l.heldBytes, l.heldKeys = nil, nil, 0, 0, 0
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		// A panic inside Commit leaves a commit whose outcome is unknown.
+		if r := recover(); r != nil {
+			s.rollback(tx) // release the writer lock, if Commit did not
+			err = fmt.Errorf("bolt: commit: %w: %w: bbolt panicked: %v", eventstore.ErrUnknownOutcome, eventstore.ErrCorrupt, r)
+		}
+		if err != nil {
+			err = s.markLost(err)
+		}
+		l.pending.Store(false)
+	}()
+	l.size = tx.Size()
+	if l.needCheckpoint(1) || s.mayRemap(tx, size, keys) {
+		l.dropPin() // a checkpoint follows (afterCommit)
+	}
+	return s.commitTx(tx)
+}
+
+// dropHeld rolls back the held transaction, if there is one. When it held
+// acknowledged commits, the store is poisoned and lost (see walState.lost).
+// Call it with wmu held.
+func (s *Store) dropHeld() {
+	l := s.wal
+	if l.held == nil {
+		return
+	}
+	tx, groups := l.held, l.heldGroups
+	l.held, l.heldW, l.heldGroups, l.heldBytes, l.heldKeys = nil, nil, 0, 0, 0
+	if groups > 0 {
+		s.markLost(errors.New("rolled back"))
+	}
+	s.rollback(tx)
+	l.pending.Store(false)
+}
+
+// syncHeld readies the store for a read: it commits the held transaction,
+// so that the read sees every acknowledged append. It fails once the file
+// lacks acknowledged events (walState.lost).
+func (s *Store) syncHeld() error {
+	l := s.wal
+	if l == nil {
+		return nil
+	}
+	if l.pending.Load() {
+		s.wmu.Lock()
+		err := s.flushHeld()
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if p := l.lost.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // commitNoSync commits tx, a write transaction begun with the log open,
@@ -392,7 +530,7 @@ func (s *Store) idleCheckpoint() {
 	defer s.exit()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.poisoned.Load() || !s.wal.dirty {
+	if s.poisoned.Load() || (!s.wal.dirty && s.wal.held == nil) {
 		return
 	}
 	_ = s.checkpoint() // a failure poisons the store: the next write says so

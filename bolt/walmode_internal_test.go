@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,6 +320,13 @@ func TestWAL_PowerLoss(t *testing.T) {
 	ends := []int64{walRecordsStart}
 	for i := range 6 {
 		appendN(t, s, 1+i%3, 100*i)
+		if i%2 == 0 {
+			// A read commits the held transaction to the file:
+			// some records' events reach the file before the
+			// crash, the others only the log.
+			_, err := s.Version(ctx, "agg-0")
+			require.NoError(t, err)
+		}
 		h, err := s.Head(ctx)
 		require.NoError(t, err)
 		counts = append(counts, int(h))
@@ -415,6 +423,119 @@ func TestWAL_GrowsAcrossRemaps(t *testing.T) {
 			dst := crashCopy(t, path, t.TempDir())
 			require.NoError(t, s.Close())
 			requireEvents(t, dst, 120, "after growth")
+		})
+	}
+}
+
+// TestWAL_HeldCommits: with the log, group commits share bbolt
+// transactions (an append is acknowledged once its record is synced, and
+// bbolt commits many of them at once), yet every read sees every
+// acknowledged append at once, and a read-only Open after Close finds them
+// all in the file.
+func TestWAL_HeldCommits(t *testing.T) {
+	requireWAL(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	var commits atomic.Int64
+	s.commit = func(tx *bbolt.Tx) error {
+		commits.Add(1)
+		return tx.Commit()
+	}
+	const n = 200
+	for i := range n {
+		_, err := s.Append(ctx, eventstore.Event{AggregateID: fmt.Sprintf("a%d", i%5), Type: "T", Payload: []byte(fmt.Sprintf(`{"n":%d}`, i+1))})
+		require.NoError(t, err)
+	}
+	require.LessOrEqual(t, commits.Load(), int64(n/walHoldGroups+1), "appends without reads between them did not share bbolt commits")
+
+	// A read after each append sees it.
+	for i := n; i < n+20; i++ {
+		stored, err := s.Append(ctx, eventstore.Event{AggregateID: "a0", Type: "T", Payload: []byte(fmt.Sprintf(`{"n":%d}`, i+1))})
+		require.NoError(t, err)
+		got, err := eventstore.Collect(s.ReadAggregate(ctx, "a0", 0))
+		require.NoError(t, err)
+		require.Equal(t, stored[0], got[len(got)-1])
+		v, err := s.Version(ctx, "a0")
+		require.NoError(t, err)
+		require.Equal(t, stored[0].Version, v)
+	}
+	all, err := eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Len(t, all, n+20)
+	require.NoError(t, s.Check(ctx))
+	require.NoError(t, s.Close())
+
+	r, err := Open(path, &Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer r.Close()
+	again, err := eventstore.Collect(r.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Equal(t, all, again)
+}
+
+// TestWAL_FailedHeldCommit fails the bbolt commit of appends that the log
+// acknowledged (an error after the write reached the file, one before,
+// and a panic): nothing acknowledged is lost. Reads and writes fail with
+// ErrNeedsReopen instead of answering without those events, and a reopen
+// replays them from the log, so that a retry of the same events finds them
+// stored.
+func TestWAL_FailedHeldCommit(t *testing.T) {
+	requireWAL(t)
+	for _, fault := range []string{"error-written", "error-unwritten", "panic"} {
+		t.Run(fault, func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "events.db")
+			s, err := Open(path, walOpts)
+			require.NoError(t, err)
+			first, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
+			require.NoError(t, err)
+			var failed atomic.Bool
+			s.commit = func(tx *bbolt.Tx) error {
+				failed.Store(true)
+				switch fault {
+				case "error-written":
+					if err := tx.Commit(); err != nil {
+						return err
+					}
+				case "error-unwritten":
+					if err := tx.Rollback(); err != nil {
+						return err
+					}
+				default:
+					panic("boom")
+				}
+				return errInjected
+			}
+			events := []eventstore.Event{
+				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", AggregateID: "a", Type: "T", Payload: []byte(`2`)},
+				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", AggregateID: "a", Type: "T", Payload: []byte(`3`)},
+			}
+			stored, err := s.Append(ctx, events...)
+			require.NoError(t, err, "the log synced the record: the append is acknowledged")
+			require.False(t, failed.Load(), "the fault is not reached: bbolt committed before the read")
+
+			_, err = eventstore.Collect(s.ReadAll(ctx, 0))
+			require.ErrorIs(t, err, eventstore.ErrNeedsReopen, "a read answered without acknowledged events")
+			require.True(t, failed.Load())
+			_, err = s.Version(ctx, "a")
+			require.ErrorIs(t, err, eventstore.ErrNeedsReopen)
+			_, err = s.Append(ctx, eventstore.Event{AggregateID: "b", Type: "T", Payload: []byte(`4`)})
+			require.ErrorIs(t, err, eventstore.ErrNeedsReopen)
+			require.ErrorIs(t, s.SaveSnapshot(ctx, eventstore.Snapshot{AggregateID: "a", Version: 1}), eventstore.ErrNeedsReopen)
+			require.NoError(t, s.Close()) // the writer lock was released
+
+			s, err = Open(path, walOpts)
+			require.NoError(t, err)
+			defer s.Close()
+			all, err := eventstore.Collect(s.ReadAll(ctx, 0))
+			require.NoError(t, err)
+			require.Equal(t, append(first, stored...), all)
+			again, err := s.Append(ctx, events...)
+			require.NoError(t, err)
+			require.Equal(t, stored, again, "the retry did not find the events stored")
+			require.NoError(t, s.Check(ctx))
 		})
 	}
 }
