@@ -259,6 +259,18 @@ func (s *Store) abort(tx *bbolt.Tx) {
 // bbolt commit serves many group commits. Call it with wmu held.
 func (s *Store) logBatch(tx *bbolt.Tx, w *writer, batch []*appendReq) error {
 	l := s.wal
+	held := false
+	defer func() {
+		// A panic before tx holds the batch leaves writes in tx that no
+		// record holds: roll it back (tryBatch's recovered answers).
+		if r := recover(); r != nil {
+			if !held {
+				s.poisoned.Store(true)
+				s.abort(tx)
+			}
+			panic(r)
+		}
+	}()
 	if err := s.logRecord(w.log); err != nil {
 		s.poisoned.Store(true)
 		s.abort(tx)
@@ -272,6 +284,7 @@ func (s *Store) logBatch(tx *bbolt.Tx, w *writer, batch []*appendReq) error {
 		l.buf = w.log[:0]
 	}
 	l.held, l.heldW = tx, w
+	held = true
 	l.heldGroups++
 	l.heldBytes += len(w.log)
 	l.heldKeys += w.keys

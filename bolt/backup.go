@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Backup writes a consistent copy of the whole file to w, while the store
@@ -47,20 +49,7 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (n int64, err error) {
 
 	// A bbolt read transaction can see a commit whose fsync has not
 	// returned yet (see Head): begin it while no commit runs.
-	s.wmu.Lock()
-	if s.poisoned.Load() {
-		s.wmu.Unlock()
-		return 0, errNeedsReopen
-	}
-	if s.wal != nil {
-		// The appends that the log holds must be in the copy.
-		if err := s.flushHeld(); err != nil {
-			s.wmu.Unlock()
-			return 0, err
-		}
-	}
-	tx, err := s.begin(false)
-	s.wmu.Unlock()
+	tx, err := s.beginBackup()
 	if err != nil {
 		return 0, err
 	}
@@ -86,4 +75,20 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(p)
+}
+
+// beginBackup begins Backup's read transaction while no commit runs, after
+// committing the appends that the log holds (they must be in the copy).
+func (s *Store) beginBackup() (*bbolt.Tx, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.poisoned.Load() {
+		return nil, errNeedsReopen
+	}
+	if s.wal != nil {
+		if err := s.flushHeld(); err != nil {
+			return nil, err
+		}
+	}
+	return s.begin(false)
 }

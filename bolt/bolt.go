@@ -115,7 +115,7 @@
 // holds a copy of bbolt's meta page. Until the next checkpoint the store
 // keeps a read transaction open on the base, so that bbolt never writes
 // over its pages. A checkpoint runs when the log reaches 16 MiB, after 128
-// commits or 4 MiB of file growth (the pages that commits free cannot be
+// bbolt commits or 4 MiB of file growth (the pages that commits free cannot be
 // reused until then), a second after the last commit, before a commit that
 // may have to grow bbolt's memory map (which waits for every read
 // transaction), and after every write that is not an append (SaveCheckpoint,
@@ -141,8 +141,10 @@
 // The trade-off: one fdatasync per commit instead of two, and one bbolt
 // commit per many (single appends and group commits are faster, see
 // bench/RESULTS.md), for a second file while the store is open, memory for
-// the held transaction (at most 8 MiB of records and bbolt's copies of
-// the pages they touch), a checkpoint's sync now and then (a commit that
+// the held transaction (8 MiB of records, plus the group commit that
+// crosses that line, and bbolt's copies of the pages they touch), reads
+// that may wait for a group commit in progress (its fdatasync included)
+// before they commit the held transaction, a checkpoint's sync now and then (a commit that
 // runs it waits for it), a file that grows between checkpoints by the pages
 // the base holds (a few MiB), and the replay on Open after a crash.
 // Options.NoWAL turns the log off; Options.UnsafeNoSync (no fsync at all)
@@ -152,12 +154,13 @@
 // its appends answer eventstore.ErrUnknownOutcome (the record may be in
 // the log, and then the next Open replays it), and the store refuses
 // later writes until it is reopened; Close leaves the log to that Open.
-// When the bbolt commit of a held transaction fails, its appends were
-// acknowledged already and stay durable in the log, but the file lacks
-// them: every later read and write then fails with
+// When a held transaction fails to reach bbolt (its commit fails, or the
+// rollback of a failed group commit that joined it takes it along), the
+// appends it held were acknowledged already and stay durable in the log,
+// but the file lacks them: every later read and write then fails with
 // eventstore.ErrNeedsReopen rather than answer without them, and the next
-// Open replays them. A failed checkpoint refuses later writes the same
-// way; the commits it followed were durable already.
+// Open replays them. A failed checkpoint refuses later writes (reads go
+// on); the commits it followed were durable already.
 //
 // # Reads
 //
@@ -190,9 +193,9 @@
 // # Subscriptions
 //
 // Subscribe reads like ReadAll and ReadType (see Subscribe for the
-// filters), but only up to the last position whose commit has returned:
-// a subscription never yields an event before its commit's fsync, nor one
-// of a failed commit. After each commit the store wakes its subscriptions,
+// filters), but only up to the last position whose commit has returned
+// (with the log, whose record is synced): a subscription never yields an
+// event before its commit's fsync, nor one of a failed commit. After each commit the store wakes its subscriptions,
 // which read on from where they stopped; an idle one is a goroutine
 // blocked on a channel. Head returns that same position.
 //
@@ -808,6 +811,13 @@ func (s *Store) Close() error {
 		}
 		s.abandonLog()
 		s.wmu.Unlock()
+		if s.stuck.Load() || s.broken.Load() != nil {
+			// The commit of held appends broke bbolt down (they stay
+			// in the log for the next Open): its writer lock may be
+			// held, and db.Close would wait for it forever.
+			releaseFile(s.file)
+			return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed after a failed commit; the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt)
+		}
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
@@ -962,9 +972,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err er
 	}
 	if s.wal != nil {
 		// The appends the log holds come first (a checkpoint follows
-		// this commit).
+		// this commit). The checkpoint flushHeld may run can fail: no
+		// write after it then.
 		if err := s.flushHeld(); err != nil {
 			return err
+		}
+		if s.poisoned.Load() {
+			return errNeedsReopen
 		}
 	}
 	tx, err := s.begin(true)

@@ -101,8 +101,8 @@ var (
 // defaultWalMmap is 1 GiB where the address space has room for it.
 const defaultWalMmap = int(1 << 30 * (^uint(0) >> 63)) // 0 on 32-bit systems
 
-// walState is the write-ahead log of a store. Every field but the pin is
-// guarded by Store.wmu.
+// walState is the write-ahead log of a store. Every field but the pin and
+// the atomics is guarded by Store.wmu.
 type walState struct {
 	path string
 	dir  string
@@ -150,7 +150,7 @@ type walState struct {
 // give from now on.
 func (s *Store) markLost(why error) error {
 	s.poisoned.Store(true)
-	err := fmt.Errorf("%w: acknowledged appends that the log holds failed to reach the file (%v); Open replays them", errNeedsReopen, why)
+	err := fmt.Errorf("%w: acknowledged appends that the log holds failed to reach the file; Open replays them: %w", errNeedsReopen, why)
 	s.wal.lost.CompareAndSwap(nil, &err)
 	return *s.wal.lost.Load()
 }
@@ -486,10 +486,7 @@ func (s *Store) syncHeld() error {
 		return nil
 	}
 	if l.pending.Load() {
-		s.wmu.Lock()
-		err := s.flushHeld()
-		s.wmu.Unlock()
-		if err != nil {
+		if err := s.lockedFlush(); err != nil {
 			return err
 		}
 	}
@@ -499,17 +496,32 @@ func (s *Store) syncHeld() error {
 	return nil
 }
 
+// lockedFlush is flushHeld with wmu taken and released (also when it
+// panics).
+func (s *Store) lockedFlush() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.flushHeld()
+}
+
 // commitNoSync commits tx, a write transaction begun with the log open,
 // without bbolt's fsyncs. Unless the pin was dropped before, a watchdog
 // drops it if the commit runs for longer than walPinTimeout: it may wait
 // to grow the memory map.
 func (s *Store) commitNoSync(tx *bbolt.Tx) error {
 	l := s.wal
+	var watchdog *time.Timer
 	if l.pinned() {
-		t := time.AfterFunc(walPinTimeout, l.dropPin)
-		defer t.Stop()
+		watchdog = time.AfterFunc(walPinTimeout, l.dropPin)
 	}
-	if err := s.commit(tx); err != nil {
+	err := s.commit(tx)
+	if watchdog != nil && !watchdog.Stop() {
+		// The watchdog fired, and its dropPin may not have run yet:
+		// drop the pin here, so that afterCommit sees it gone and
+		// checkpoints before the next write transaction.
+		l.dropPin()
+	}
+	if err != nil {
 		return err
 	}
 	l.dirty = true

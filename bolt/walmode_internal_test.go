@@ -434,6 +434,8 @@ func TestWAL_GrowsAcrossRemaps(t *testing.T) {
 // all in the file.
 func TestWAL_HeldCommits(t *testing.T) {
 	requireWAL(t)
+	defer func(d time.Duration) { walIdle = d }(walIdle)
+	walIdle = time.Hour // no idle checkpoint commits the held transaction
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "events.db")
 	s, err := Open(path, walOpts)
@@ -483,6 +485,8 @@ func TestWAL_HeldCommits(t *testing.T) {
 // stored.
 func TestWAL_FailedHeldCommit(t *testing.T) {
 	requireWAL(t)
+	defer func(d time.Duration) { walIdle = d }(walIdle)
+	walIdle = time.Hour // no idle checkpoint commits the held transaction
 	for _, fault := range []string{"error-written", "error-unwritten", "panic"} {
 		t.Run(fault, func(t *testing.T) {
 			ctx := context.Background()
