@@ -793,13 +793,8 @@ func (s *Store) Close() error {
 		}
 	}
 	liveStores.Delete(s)
-	if p := s.broken.Load(); p != nil || s.stuck.Load() {
-		why := "a write transaction could not be rolled back"
-		if p != nil {
-			why = (*p).Error()
-		}
-		releaseFile(s.file)
-		return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed (%s); the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt, why)
+	if err := s.closeBroken(); err != nil {
+		return err
 	}
 	var walErr error
 	if s.wal != nil {
@@ -811,12 +806,10 @@ func (s *Store) Close() error {
 		}
 		s.abandonLog()
 		s.wmu.Unlock()
-		if s.stuck.Load() || s.broken.Load() != nil {
-			// The commit of held appends broke bbolt down (they stay
-			// in the log for the next Open): its writer lock may be
-			// held, and db.Close would wait for it forever.
-			releaseFile(s.file)
-			return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed after a failed commit; the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt)
+		// Committing held appends may have broken bbolt down (they
+		// stay in the log for the next Open).
+		if err := s.closeBroken(); err != nil {
+			return err
 		}
 	}
 	if err := s.db.Close(); err != nil {
@@ -826,6 +819,22 @@ func (s *Store) Close() error {
 		return fmt.Errorf("bolt: close %s: %w", s.path, walErr)
 	}
 	return nil
+}
+
+// closeBroken releases the file of a store whose bbolt broke down or may
+// hold its writer lock (db.Close would wait for it forever) and returns
+// Close's error; it returns nil when bbolt can be closed.
+func (s *Store) closeBroken() error {
+	p := s.broken.Load()
+	if p == nil && !s.stuck.Load() {
+		return nil
+	}
+	why := "a write transaction could not be rolled back"
+	if p != nil {
+		why = (*p).Error()
+	}
+	releaseFile(s.file)
+	return fmt.Errorf("bolt: close %s: %w: bbolt cannot be closed (%s); the file is closed and unlocked, its memory map stays until the process exits", s.path, eventstore.ErrCorrupt, why)
 }
 
 // closedBit is set in Store.ops once Close has begun.

@@ -26,6 +26,21 @@ var errInjected = errors.New("injected fsync failure")
 // (TestWAL_FailedHeldCommit covers that case).
 var noWAL = &Options{NoWAL: true}
 
+// failingCommit returns a commit that fails with errInjected after it
+// wrote the transaction to the file (written) or rolled it back.
+func failingCommit(written bool) func(tx *bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
+		if written {
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+		} else if err := tx.Rollback(); err != nil {
+			return err
+		}
+		return errInjected
+	}
+}
+
 // TestStore_UnknownOutcome simulates a commit whose fsync fails (without
 // the log: see noWAL), both when the data reached the file anyway and when
 // it did not: Append reports
@@ -41,16 +56,7 @@ func TestStore_UnknownOutcome(t *testing.T) {
 			first, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
 			require.NoError(t, err)
 
-			s.commit = func(tx *bbolt.Tx) error {
-				if onDisk {
-					if err := tx.Commit(); err != nil {
-						return err
-					}
-				} else if err := tx.Rollback(); err != nil {
-					return err
-				}
-				return errInjected
-			}
+			s.commit = failingCommit(onDisk)
 			events := []eventstore.Event{
 				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", AggregateID: "a", Type: "T", Payload: []byte(`2`), Version: 2},
 				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", AggregateID: "a", Type: "T", Payload: []byte(`3`), Version: 3},

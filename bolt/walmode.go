@@ -407,6 +407,15 @@ func (s *Store) abandonLog() {
 	}
 }
 
+// takeHeld clears held and its counts, and returns the counts. Call it
+// with wmu held; pending stays set until the caller is done with the
+// transaction.
+func (l *walState) takeHeld() (groups, size, keys int) {
+	groups, size, keys = l.heldGroups, l.heldBytes, l.heldKeys
+	l.held, l.heldW, l.heldGroups, l.heldBytes, l.heldKeys = nil, nil, 0, 0, 0
+	return groups, size, keys
+}
+
 // holdLimit reports whether the held transaction must be committed now:
 // it gathered walHoldGroups group commits or walHoldBytes of records, or
 // the log needs a checkpoint.
@@ -439,8 +448,7 @@ func (s *Store) commitHeld() (err error) {
 	if tx == nil {
 		return nil
 	}
-	size, keys := l.heldBytes, l.heldKeys
-	l.held, l.heldW, l.heldGroups, l.heldBytes, l.heldKeys = nil, nil, 0, 0, 0
+	_, size, keys := l.takeHeld()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		// A panic inside Commit leaves a commit whose outcome is unknown.
@@ -468,9 +476,8 @@ func (s *Store) dropHeld() {
 	if l.held == nil {
 		return
 	}
-	tx, groups := l.held, l.heldGroups
-	l.held, l.heldW, l.heldGroups, l.heldBytes, l.heldKeys = nil, nil, 0, 0, 0
-	if groups > 0 {
+	tx := l.held
+	if groups, _, _ := l.takeHeld(); groups > 0 {
 		s.markLost(errors.New("rolled back"))
 	}
 	s.rollback(tx)

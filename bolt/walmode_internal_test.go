@@ -496,21 +496,13 @@ func TestWAL_FailedHeldCommit(t *testing.T) {
 			first, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`1`)})
 			require.NoError(t, err)
 			var failed atomic.Bool
+			fail := failingCommit(fault == "error-written")
 			s.commit = func(tx *bbolt.Tx) error {
 				failed.Store(true)
-				switch fault {
-				case "error-written":
-					if err := tx.Commit(); err != nil {
-						return err
-					}
-				case "error-unwritten":
-					if err := tx.Rollback(); err != nil {
-						return err
-					}
-				default:
+				if fault == "panic" {
 					panic("boom")
 				}
-				return errInjected
+				return fail(tx)
 			}
 			events := []eventstore.Event{
 				{ID: "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", AggregateID: "a", Type: "T", Payload: []byte(`2`)},
