@@ -1,14 +1,19 @@
 package bench
 
 import (
+	"bytes"
 	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
+	"github.com/eventstore-go/eventstore/index"
 )
 
 // TestRawBoltFormat checks that the baseline writes what package bolt
@@ -88,6 +93,35 @@ func TestRawBoltFormat(t *testing.T) {
 	}
 	if stored[0].Position != uint64(seq+1) {
 		t.Errorf("bolt appended at position %d, want %d", stored[0].Position, seq+1)
+	}
+
+	// The record bolt wrote is the one the baseline writes, byte for byte
+	// (metadata UUIDs in their 16-byte form included).
+	if len(stored[0].Metadata) == 0 {
+		t.Fatal("the event has no metadata to compare")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e := stored[0]
+	id := uuid.MustParse(e.ID)
+	want := rawRecord(nil, id[:], &e, e.Version, e.Position, e.Timestamp.UnixMicro())
+	if err := db.View(func(tx *bbolt.Tx) error {
+		got := tx.Bucket(rawEvents).Get(index.AppendUint64(index.AggregatePrefix("a"), 13))
+		if !bytes.Equal(got, want) {
+			t.Errorf("bolt's record\n%x\nthe baseline's\n%x", got, want)
+		}
+		if !bytes.Contains(got, []byte{0xd8, 1}) {
+			t.Errorf("bolt's record %x holds no UUID in its 16-byte form", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,7 +42,7 @@ var (
 	rawTypes      = []byte("types")
 	rawTimestamps = []byte("timestamps")
 	rawIDs        = []byte("ids")
-	rawBuckets    = [][]byte{rawEvents, rawPositions, rawTypes, rawTimestamps, rawIDs, []byte("snapshots"), []byte("meta")}
+	rawBuckets    = [][]byte{rawEvents, rawPositions, rawTypes, rawTimestamps, rawIDs, []byte("snapshots"), []byte("meta"), []byte("tags")}
 )
 
 func openRaw(path string, noSync, batch bool) (*rawStore, error) {
@@ -55,7 +56,7 @@ func openRaw(path string, noSync, batch bool) (*rawStore, error) {
 				return err
 			}
 		}
-		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("eventstore/bolt 1"))
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("eventstore/bolt 3"))
 	})
 	if err != nil {
 		db.Close()
@@ -185,7 +186,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // rawRecord appends the event record package bolt writes: a msgpack uint32
 // with the CRC32C of the rest, then the array [id bin, aggregateID str, type
-// str, version, position, timestamp µs, payload bin, metadata map or nil].
+// str, version, position, timestamp µs, payload bin, metadata map or nil],
+// a metadata value that is a UUID in text form stored as its 16 bytes
+// (format 3).
 func rawRecord(dst, id []byte, e *eventstore.Event, version, pos uint64, micros int64) []byte {
 	start := len(dst)
 	dst = append(dst, 0xce, 0, 0, 0, 0, 0x98)
@@ -209,11 +212,25 @@ func rawRecord(dst, id []byte, e *eventstore.Event, version, pos uint64, micros 
 		dst = append(dst, 0x80|byte(len(e.Metadata)))
 		for _, k := range slices.Sorted(maps.Keys(e.Metadata)) {
 			dst = mpStr(dst, k)
-			dst = mpStr(dst, e.Metadata[k])
+			if u, ok := canonicalUUID(e.Metadata[k]); ok {
+				dst = append(append(dst, 0xd8, 1), u[:]...) // format 3: a UUID value as its 16 bytes
+			} else {
+				dst = mpStr(dst, e.Metadata[k])
+			}
 		}
 	}
 	binary.BigEndian.PutUint32(dst[start+1:], crc32.Checksum(dst[start+5:], castagnoli))
 	return dst
+}
+
+// canonicalUUID parses v if it is a UUID in canonical text form (lower-case
+// hex, 8-4-4-4-12), which format 3 stores as its 16 bytes.
+func canonicalUUID(v string) (uuid.UUID, bool) {
+	if len(v) != 36 || strings.ToLower(v) != v {
+		return uuid.UUID{}, false
+	}
+	u, err := uuid.Parse(v)
+	return u, err == nil
 }
 
 func mpUint(dst []byte, v uint64) []byte {
@@ -328,6 +345,11 @@ func (d *rawDecoder) decode(v []byte, e *eventstore.Event) error {
 			var k, v []byte
 			if k, b, ok = mpReadBytes(b); !ok {
 				return errRawRecord
+			}
+			if len(b) >= 18 && b[0] == 0xd8 && b[1] == 1 {
+				e.Metadata[string(k)] = uuid.UUID(b[2:18]).String()
+				b = b[18:]
+				continue
 			}
 			if v, b, ok = mpReadBytes(b); !ok {
 				return errRawRecord

@@ -27,9 +27,9 @@ import (
 // checked before each write to w; w is neither synced nor closed.
 //
 // A copy taken while the store's write-ahead log exists carries the
-// file's mark of it (format "eventstore/bolt 2+log"; see Options.NoWAL),
+// file's mark of it (format "eventstore/bolt 3+log"; see Options.NoWAL),
 // though the copy is complete and has no log: this package opens it as it
-// is, and its first read-write Open puts format 2 back; versions of this
+// is, and its first read-write Open puts format 3 back; versions of this
 // package older than the log refuse it until then.
 //
 // To back up to a file, write to a temporary file in the same directory,

@@ -14,8 +14,8 @@ import (
 // timings are steadier than BenchmarkReplay's on a busy machine.
 func BenchmarkDecodePage(b *testing.B) {
 	payload := []byte(`{"amount":1234,"currency":"EUR","note":"a payload of about two hundred bytes, which is what events often weigh","tags":["x","y","z"],"ok":true}`)
-	for _, meta := range []bool{false, true} {
-		b.Run(fmt.Sprintf("metadata=%v", meta), func(b *testing.B) {
+	for _, meta := range []string{"none", "short", "uuids"} {
+		b.Run("metadata="+meta, func(b *testing.B) {
 			const n = 512
 			keys := make([][]byte, n)
 			recs := make([][]byte, n)
@@ -28,8 +28,15 @@ func BenchmarkDecodePage(b *testing.B) {
 					Timestamp:   time.Unix(1_700_000_000, int64(i)*1000).UTC(),
 					Payload:     payload,
 				}
-				if meta {
+				switch meta {
+				case "short":
 					e.Metadata = map[string]string{"correlation_id": fmt.Sprintf("corr-%d", i)}
+				case "uuids": // as aggregate.Dispatch writes them, one call of two events
+					e.Metadata = map[string]string{
+						"correlation_id": fmt.Sprintf("0190a7e2-3c4d-7e8f-9a0b-%012x", i/2),
+						"causation_id":   fmt.Sprintf("0190a7e2-3c4d-7e8f-9a0b-%012x", 1<<40+i/2),
+						"user_id":        fmt.Sprintf("user-%05d", i/2),
+					}
 				}
 				id := make([]byte, 16)
 				for j := range id {

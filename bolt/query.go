@@ -14,28 +14,32 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// upgradeV2 turns a file of format 1 into one of format 2: it adds the
-// tags bucket (empty: format 1 has no tags) and rewrites the format key,
-// in one transaction, so that a version of this package that knows only
-// format 1 refuses the file (ErrUnknownFormat) rather than append events
-// without their tag entries. It writes only when the file is of format 1.
-func upgradeV2(db *bbolt.DB) error {
-	v1 := false
+// upgrade turns a file of format 1 or 2 into one of format 3, the format
+// this package writes, in one transaction: for format 1 it adds the tags
+// bucket (empty: format 1 has no tags). Records of the older formats are
+// records of format 3 (which only adds a form of metadata value), so only
+// the format key changes: a version of this package that knows only an
+// older format then refuses the file (ErrUnknownFormat) rather than meet
+// records or buckets it cannot read, or append events without their tag
+// entries. It writes only when the file is of format 1 or 2.
+func upgrade(db *bbolt.DB) error {
+	old := false
 	err := db.View(func(tx *bbolt.Tx) error {
-		v1 = bytes.Equal(tx.Bucket(bucketMeta).Get(keyFormat), formatV1)
-		if !v1 && tx.Bucket(bucketTags) == nil {
+		format := tx.Bucket(bucketMeta).Get(keyFormat)
+		old = bytes.Equal(format, formatV1) || bytes.Equal(format, formatV2)
+		if !bytes.Equal(format, formatV1) && tx.Bucket(bucketTags) == nil {
 			return fmt.Errorf("%w: bucket %q missing", eventstore.ErrCorrupt, bucketTags)
 		}
 		return nil
 	})
-	if err != nil || !v1 {
+	if err != nil || !old {
 		return err
 	}
 	return db.Update(func(tx *bbolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketTags); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyFormat, formatV2)
+		return tx.Bucket(bucketMeta).Put(keyFormat, formatV3)
 	})
 }
 

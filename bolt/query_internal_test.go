@@ -19,7 +19,7 @@ func tagged(agg, typ string, tags ...string) eventstore.Event {
 
 // TestOpen_UpgradesFormat1 opens a file of format 1 (no tags bucket, the
 // format key "eventstore/bolt 1", 8-field records): Open makes it format
-// 2, which a version of this package that knows only format 1 refuses,
+// 3 (format 2 and its own rule, see format_internal_test.go), which a version of this package that knows only format 1 refuses,
 // and its old events read as before, beside new tagged ones.
 func TestOpen_UpgradesFormat1(t *testing.T) {
 	ctx := context.Background()
@@ -46,7 +46,7 @@ func TestOpen_UpgradesFormat1(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	require.NoError(t, s.view(func(tx *bbolt.Tx) error {
-		require.Equal(t, "eventstore/bolt 2", string(tx.Bucket(bucketMeta).Get(keyFormat)))
+		require.Equal(t, string(formatV3), string(tx.Bucket(bucketMeta).Get(keyFormat)))
 		require.NotNil(t, tx.Bucket(bucketTags))
 		return nil
 	}))

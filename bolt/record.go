@@ -32,6 +32,14 @@ import (
 //
 // An event without tags has the 8-field record of format 1.
 //
+// A metadata value is a str, or, from format 3 on, a UUID: the msgpack
+// fixext 16 of type uuidExt holding the 16 bytes of a value in the
+// canonical text form (lower-case hex, 8-4-4-4-12), which it stands for.
+// Writers store every such value so (correlation and causation IDs are
+// UUIDs in most applications: 18 bytes instead of 38); any other value,
+// upper-case hex included, stays a str, so that every value reads back
+// byte for byte.
+//
 // A snapshot record's array has 5 fields:
 //
 //	[aggregateID str, version uint, schema str, state bin, timestamp int]
@@ -128,7 +136,7 @@ func appendEventRecord(dst []byte, e *eventstore.Event, id []byte) []byte {
 		// Sorted, so that equal events have equal records.
 		for _, k := range slices.Sorted(maps.Keys(e.Metadata)) {
 			dst = appendStr(dst, k)
-			dst = appendStr(dst, e.Metadata[k])
+			dst = appendMetaValue(dst, e.Metadata[k])
 		}
 	}
 	if len(e.Tags) > 0 {
@@ -200,7 +208,7 @@ func parseEventRecordTo(r *rawEvent, v []byte) error {
 		if _, b, ok = readBytes(b); !ok {
 			return errRecord
 		}
-		if _, b, ok = readBytes(b); !ok {
+		if _, _, b, ok = readMetaValue(b); !ok {
 			return errRecord
 		}
 	}
@@ -456,10 +464,16 @@ func (d *decoder) fill(k []byte, r *rawEvent, e *eventstore.Event, i int) error 
 			e.Metadata = make(map[string]string, r.metaLen)
 		}
 		b := r.meta
+		var text [36]byte
 		for range r.metaLen {
 			var key, val []byte
+			var isUUID bool
 			key, b, _ = readBytes(b)
-			val, b, _ = readBytes(b)
+			val, isUUID, b, _ = readMetaValue(b)
+			if isUUID {
+				formatUUID(&text, val)
+				val = text[:]
+			}
 			k := d.intern(key)
 			if i < 0 {
 				e.Metadata[k] = string(val)
@@ -652,6 +666,59 @@ func appendStr(dst []byte, s string) []byte {
 		dst = binary.BigEndian.AppendUint32(append(dst, 0xdb), uint32(n))
 	}
 	return append(dst, s...)
+}
+
+// uuidExt is the msgpack extension type of a metadata value stored as a
+// UUID (format 3).
+const uuidExt = 1
+
+// appendMetaValue appends the metadata value v: a UUID in its canonical text
+// form as the 16-byte extension uuidExt, anything else as a str.
+func appendMetaValue(dst []byte, v string) []byte {
+	if len(v) != 36 {
+		return appendStr(dst, v)
+	}
+	n := len(dst)
+	dst = append(dst, 0xd8, uuidExt)
+	for i := 0; i < 36; {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if v[i] != '-' {
+				return appendStr(dst[:n], v)
+			}
+			i++
+			continue
+		}
+		hi, lo := lowerHex[v[i]], lowerHex[v[i+1]]
+		if hi|lo > 0x0f {
+			return appendStr(dst[:n], v)
+		}
+		dst = append(dst, hi<<4|lo)
+		i += 2
+	}
+	return dst
+}
+
+// lowerHex maps the lower-case hex digits to their values and every other
+// byte to 0xff.
+var lowerHex = func() *[256]byte {
+	var t [256]byte
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return &t
+}()
+
+// readMetaValue reads a metadata value: a str (or a bin, as readBytes), or
+// a UUID extension, whose 16 bytes it returns with isUUID true.
+func readMetaValue(b []byte) (v []byte, isUUID bool, rest []byte, ok bool) {
+	if len(b) >= 18 && b[0] == 0xd8 && b[1] == uuidExt {
+		return b[2:18:18], true, b[18:], true
+	}
+	v, rest, ok = readBytes(b)
+	return v, false, rest, ok
 }
 
 func appendBin(dst []byte, b []byte) []byte {

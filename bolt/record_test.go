@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -22,7 +23,43 @@ type libRecord struct {
 	Position    uint64
 	Timestamp   int64
 	Payload     []byte
-	Metadata    map[string]string
+	Metadata    map[string]any // string or *libUUID
+}
+
+// libUUID is a metadata value stored as a UUID (format 3), as the library
+// reads and writes the extension.
+type libUUID [16]byte
+
+func (u *libUUID) MarshalMsgpack() ([]byte, error) { return u[:], nil }
+
+func (u *libUUID) UnmarshalMsgpack(b []byte) error {
+	if len(b) != len(u) {
+		return fmt.Errorf("UUID extension of %d bytes", len(b))
+	}
+	copy(u[:], b)
+	return nil
+}
+
+func init() { msgpack.RegisterExt(uuidExt, (*libUUID)(nil)) }
+
+// libMetadata is the metadata the library read, with UUIDs in text form;
+// ok is false if a value is of another kind.
+func libMetadata(m map[string]any) (_ map[string]string, ok bool) {
+	if m == nil {
+		return nil, true
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case *libUUID:
+			out[k] = uuid.UUID(*v).String()
+		default:
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // fuzzEvent builds an event from fuzz input, within what Prepare accepts
@@ -41,7 +78,9 @@ func fuzzEvent(id []byte, agg, typ string, version, position uint64, micros int6
 		Payload:     payload,
 	}
 	if mk != "" {
-		e.Metadata = map[string]string{mk: mv, mk + "2": mv + mv}
+		// mv, and a UUID in text form: stored as a str and as the UUID
+		// extension, unless mv is a UUID too.
+		e.Metadata = map[string]string{mk: mv, mk + "2": mv + mv, mk + "3": u.String()}
 	}
 	return e, u[:]
 }
@@ -50,6 +89,11 @@ func addRecordSeeds(f *testing.F) {
 	f.Add([]byte("0123456789abcdef"), "order-1", "OrderPlaced", uint64(1), uint64(1), int64(1700000000000000), []byte(`{"a":1}`), "", "")
 	f.Add([]byte{}, "a", "T", uint64(1<<40), uint64(300), int64(-62135596800000000), []byte(`[]`), "k", "v")
 	f.Add([]byte{1}, string(bytes.Repeat([]byte("x"), 300)), string(bytes.Repeat([]byte("y"), 40)), uint64(70000), uint64(1<<33), int64(-33), bytes.Repeat([]byte("z"), 70000), "correlation_id", "abc")
+	// Metadata values that are, or nearly are, UUIDs in text form.
+	f.Add([]byte("0123456789abcdef"), "a", "T", uint64(1), uint64(1), int64(0), []byte(`{}`), "causation_id", "0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b")
+	f.Add([]byte("0123456789abcdef"), "a", "T", uint64(1), uint64(1), int64(0), []byte(`{}`), "u", "0190A7E2-3C4D-7E8F-9A0B-1C2D3E4F5A6B")
+	f.Add([]byte("0123456789abcdef"), "a", "T", uint64(1), uint64(1), int64(0), []byte(`{}`), "u", "0190a7e2x3c4d-7e8f-9a0b-1c2d3e4f5a6b")
+	f.Add([]byte("0123456789abcdef"), "a", "T", uint64(1), uint64(1), int64(0), []byte(`{}`), "u", "0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6g")
 }
 
 // FuzzEventRecord checks that the hand-written writer and reader agree with
@@ -68,6 +112,11 @@ func FuzzEventRecord(f *testing.F) {
 		}
 		requireEqualEvent(t, e, got)
 
+		// A UUID in text form is stored as the extension.
+		if e.Metadata != nil && !bytes.Contains(rec, append([]byte{0xd8, uuidExt}, idb...)) {
+			t.Fatalf("record %x holds metadata value %s as text", rec, e.ID)
+		}
+
 		// Ours -> library.
 		var lib libRecord
 		if err := msgpack.Unmarshal(rec[crcSize:], &lib); err != nil {
@@ -77,9 +126,10 @@ func FuzzEventRecord(f *testing.F) {
 		if err := msgpack.Unmarshal(rec[:crcSize], &libCRC); err != nil {
 			t.Fatalf("library cannot read our checksum: %v", err)
 		}
-		if !bytes.Equal(lib.ID, idb) || lib.AggregateID != e.AggregateID || lib.Type != e.Type ||
+		libMeta, ok := libMetadata(lib.Metadata)
+		if !ok || !bytes.Equal(lib.ID, idb) || lib.AggregateID != e.AggregateID || lib.Type != e.Type ||
 			lib.Version != e.Version || lib.Position != e.Position || lib.Timestamp != e.Timestamp.UnixMicro() ||
-			!bytes.Equal(lib.Payload, e.Payload) || !maps.Equal(lib.Metadata, e.Metadata) {
+			!bytes.Equal(lib.Payload, e.Payload) || !maps.Equal(libMeta, e.Metadata) {
 			t.Fatalf("library read %+v, wrote %+v", lib, e)
 		}
 

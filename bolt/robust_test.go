@@ -85,7 +85,7 @@ func TestOpen_ErrUnknownFormat(t *testing.T) {
 		_, err = bolt.Open(path, nil)
 		require.ErrorIs(t, err, eventstore.ErrUnknownFormat)
 	})
-	for _, format := range []string{"eventstore/bolt 3", "someone else's", ""} {
+	for _, format := range []string{"eventstore/bolt 4", "eventstore/bolt 4+log", "someone else's", ""} {
 		t.Run("Format="+format, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "events.db")
 			s, err := bolt.Open(path, nil)

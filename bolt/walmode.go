@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -373,16 +374,19 @@ func (s *Store) closeLog() error {
 }
 
 // markLogged sets the file's format to formatLogged (logged) or back to
-// formatV2, in a commit of its own, unless it is so already. Only a file
-// of format 2 is marked: Open upgrades a file of format 1 first.
+// formatV3, in a commit of its own, unless it is so already. Only a file
+// of format 3 is marked, and Open upgrades a file to it before it makes a
+// log; unmarking also turns formatLoggedV2, whose log Open has replayed,
+// into formatV3.
 func markLogged(db *bbolt.DB, logged bool) error {
-	from, to := formatV2, formatLogged
+	from, to := [][]byte{formatV3}, formatLogged
 	if !logged {
-		from, to = to, from
+		from, to = [][]byte{formatLogged, formatLoggedV2}, formatV3
 	}
 	var mark bool
 	if err := db.View(func(tx *bbolt.Tx) error {
-		mark = bytes.Equal(tx.Bucket(bucketMeta).Get(keyFormat), from)
+		format := tx.Bucket(bucketMeta).Get(keyFormat)
+		mark = slices.ContainsFunc(from, func(f []byte) bool { return bytes.Equal(format, f) })
 		return nil
 	}); err != nil || !mark {
 		return err

@@ -130,9 +130,9 @@ func fileFormat(t *testing.T, path string) string {
 
 // TestWAL_MarksTheFile: while a log exists, the file's format is one that
 // versions of this package without the log refuse (they accept exactly
-// formats 1 and 2), so that none reads a file a crash left without
-// replaying its log; a clean Close, and an Open that replays a log, put
-// format 2 back.
+// formats 1 and 2, and every version that knows format 3 knows the log),
+// so that none reads a file a crash left without replaying its log; a
+// clean Close, and an Open that replays a log, put format 3 back.
 func TestWAL_MarksTheFile(t *testing.T) {
 	requireWAL(t)
 	path := filepath.Join(t.TempDir(), "events.db")
@@ -141,21 +141,29 @@ func TestWAL_MarksTheFile(t *testing.T) {
 	appendN(t, s, 2, 0)
 	dst := crashCopy(t, path, t.TempDir())
 	require.NoError(t, s.Close())
-	require.Equal(t, string(formatV2), fileFormat(t, path), "after Close")
+	require.Equal(t, string(formatV3), fileFormat(t, path), "after Close")
 
 	crashed := fileFormat(t, dst)
 	require.NotEqual(t, string(formatV1), crashed)
 	require.NotEqual(t, string(formatV2), crashed)
+	require.NotEqual(t, string(formatV3), crashed)
 	require.True(t, strings.HasPrefix(crashed, string(formatPrefix)), "format %q", crashed)
 
 	requireEvents(t, dst, 2, "recovered") // opens, replays, closes
-	require.Equal(t, string(formatV2), fileFormat(t, dst), "after recovery")
+	require.Equal(t, string(formatV3), fileFormat(t, dst), "after recovery")
 }
 
 // TestWAL_MarkWithoutLog: a crash after Close removed the log but before
-// it put format 2 back leaves a marked file that holds every commit. A
-// read-only Open reads it as it is; a read-write Open clears the mark.
+// it put format 3 back leaves a marked file that holds every commit. A
+// read-only Open reads it as it is; a read-write Open clears the mark. The
+// same holds for the mark that versions writing format 2 set.
 func TestWAL_MarkWithoutLog(t *testing.T) {
+	for _, mark := range [][]byte{formatLogged, formatLoggedV2} {
+		t.Run(string(mark), func(t *testing.T) { testMarkWithoutLog(t, mark) })
+	}
+}
+
+func testMarkWithoutLog(t *testing.T, mark []byte) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "events.db")
 	s, err := Open(path, walOpts)
@@ -164,9 +172,9 @@ func TestWAL_MarkWithoutLog(t *testing.T) {
 	require.NoError(t, s.Close())
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
-	require.NoError(t, markLogged(db, true))
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, mark) }))
 	require.NoError(t, db.Close())
-	require.Equal(t, string(formatLogged), fileFormat(t, path))
+	require.Equal(t, string(mark), fileFormat(t, path))
 
 	ro, err := Open(path, &Options{ReadOnly: true})
 	require.NoError(t, err)
@@ -174,10 +182,10 @@ func TestWAL_MarkWithoutLog(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 3)
 	require.NoError(t, ro.Close())
-	require.Equal(t, string(formatLogged), fileFormat(t, path), "a read-only Open changed the file")
+	require.Equal(t, string(mark), fileFormat(t, path), "a read-only Open changed the file")
 
 	requireEvents(t, path, 3, "read-write Open")
-	require.Equal(t, string(formatV2), fileFormat(t, path), "after a read-write Open")
+	require.Equal(t, string(formatV3), fileFormat(t, path), "after a read-write Open")
 }
 
 // TestWAL_BackupCarriesMark: a backup taken while the log exists carries
@@ -198,7 +206,7 @@ func TestWAL_BackupCarriesMark(t *testing.T) {
 	require.NoError(t, f.Close())
 	require.Equal(t, string(formatLogged), fileFormat(t, dst))
 	requireEvents(t, dst, 4, "backup")
-	require.Equal(t, string(formatV2), fileFormat(t, dst), "after a read-write Open")
+	require.Equal(t, string(formatV3), fileFormat(t, dst), "after a read-write Open")
 }
 
 // TestWAL_Recovery replays the log of a killed store (a copy of its files

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Retry", testRetry},
 		{"Positions", testPositions},
 		{"Payload", testPayload},
+		{"Metadata", testMetadata},
 		{"Time", testTime},
 		{"Read", testRead},
 		{"ReadTime", testReadTime},
@@ -489,6 +490,55 @@ func testPayload(t *testing.T, newStore NewStore) {
 		require.Equal(t, p, string(out[i].Payload), "Append result %d", i)
 		require.Equal(t, p, string(got[i].Payload), "read %d", i)
 	}
+}
+
+// testMetadata: metadata values read back byte for byte, whatever they
+// look like; in particular values that are UUIDs in text form, which a
+// backend may store in a compact form, and values that nearly are.
+func testMetadata(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	values := []string{
+		"0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b", // UUIDv7, canonical
+		uuid.NewString(),                       // UUIDv4, canonical
+		"00000000-0000-0000-0000-000000000000",
+		"ffffffff-ffff-ffff-ffff-ffffffffffff",
+		"0190A7E2-3C4D-7E8F-9A0B-1C2D3E4F5A6B", // upper case
+		"0190a7e2-3c4d-7e8f-9a0b-1C2d3e4f5a6b", // one upper-case digit
+		"{0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b}",
+		"urn:uuid:0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b",
+		"0190a7e23c4d7e8f9a0b1c2d3e4f5a6b",
+		"0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6g",  // not hex
+		"0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6",   // too short
+		"0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b ", // trailing space
+		"0190a7e2x3c4d-7e8f-9a0b-1c2d3e4f5a6b",  // no dash
+		"0190a7e-23c4d-7e8f-9a0b-1c2d3e4f5a6b",  // a dash moved
+		"------------------------------------",
+		"", "café ☕", "user-00042",
+	}
+	s := newStore(t)
+	var in []eventstore.Event
+	for i, v := range values {
+		e := ev("m", "T", 0, `{}`)
+		e.ID = uuid.NewString()
+		e.Metadata = map[string]string{"value": v, "correlation_id": values[0], "n": fmt.Sprint(i)}
+		in = append(in, e)
+	}
+	// One call with metadata shared by its events, one event per call after.
+	shared := map[string]string{"correlation_id": values[1], "causation_id": values[4]}
+	in[0].Metadata, in[1].Metadata = shared, shared
+	out := mustAppend(t, s, in[:2]...)
+	for _, e := range in[2:] {
+		out = append(out, mustAppend(t, s, e)...)
+	}
+	for i := range in {
+		require.Equal(t, in[i].Metadata, out[i].Metadata, "Append result %d", i)
+	}
+	requireSameEvents(t, out, collect(t, s.ReadAggregate(ctx, "m", 0)))
+	requireSameEvents(t, out, readAll(t, s))
+	requireSameEvents(t, out, collect(t, s.Read(ctx, eventstore.Filter{Types: []string{"T"}}, 0)))
+	// A retry returns the stored events, read back one by one.
+	requireSameEvents(t, out[2:3], mustAppend(t, s, in[2]))
+	requireSameEvents(t, out[:2], mustAppend(t, s, in[:2]...))
 }
 
 func testTime(t *testing.T, newStore NewStore) {
