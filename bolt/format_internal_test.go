@@ -3,6 +3,8 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 	bbolt "go.etcd.io/bbolt"
 
 	"github.com/eventstore-go/eventstore"
+	"github.com/eventstore-go/eventstore/index"
 )
 
 // TestOpen_UpgradesFormat2 opens a file of format 2, whose records hold
@@ -21,12 +24,177 @@ import (
 func TestOpen_UpgradesFormat2(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "v2.db")
+	want, meta := makeFormat2File(t, path)
+	corr := meta["correlation_id"]
+
+	ro, err := Open(path, &Options{ReadOnly: true})
+	require.NoError(t, err)
+	got, err := eventstore.Collect(ro.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.NoError(t, ro.Check(ctx))
+	require.NoError(t, ro.Close())
+	require.Equal(t, string(formatV2), fileFormat(t, path), "a read-only Open changed the file")
+
+	s, err := Open(path, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	got, err = eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	added, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`), Metadata: meta})
+	require.NoError(t, err)
+	require.NoError(t, s.view(func(tx *bbolt.Tx) error {
+		format := tx.Bucket(bucketMeta).Get(keyFormat)
+		require.True(t, bytes.Equal(format, formatV3) || bytes.Equal(format, formatLogged), "format %q", format)
+		v := tx.Bucket(bucketEvents).Get(index.Event("a", added[0].Version))
+		u := uuid.MustParse(corr)
+		require.True(t, bytes.Contains(v, append([]byte{0xd8, uuidExt}, u[:]...)), "new record %x", v)
+		return nil
+	}))
+	got, err = eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Equal(t, append(want, added...), got)
+	require.NoError(t, s.Check(ctx))
+}
+
+// TestCompact_UpgradesFormat2 compacts a file of format 2 that also holds a
+// snapshot, a checkpoint and a read model with a nested bucket, in
+// transactions of a few hundred bytes: the copy is of format 3, its
+// records are rewritten (UUIDs as the extension), every other key and
+// value is copied as it was, and it reads back the same events.
+func TestCompact_UpgradesFormat2(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "v2.db")
+	want, meta := makeFormat2File(t, src)
+	db, err := bbolt.Open(src, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+		rm, err := tx.CreateBucket([]byte(ReadModelPrefix + "totals"))
+		if err != nil {
+			return err
+		}
+		require.NoError(t, rm.SetSequence(42))
+		nested, err := rm.CreateBucket([]byte("by-day"))
+		if err != nil {
+			return err
+		}
+		for i := range 50 {
+			require.NoError(t, nested.Put(fmt.Appendf(nil, "day-%03d", i), bytes.Repeat([]byte{byte(i)}, 40)))
+		}
+		require.NoError(t, rm.Put([]byte("total"), []byte("50")))
+		require.NoError(t, tx.Bucket(bucketCheckpoints).Put([]byte("totals"), index.AppendUint64(nil, 3)))
+		return tx.Bucket(bucketSnapshots).Put([]byte("a"), appendSnapshotRecord(nil, &eventstore.Snapshot{
+			AggregateID: "a", Version: 2, Schema: "s1", State: []byte("state"), Timestamp: want[0].Timestamp}))
+	}))
+
+	dst := filepath.Join(dir, "v3.db")
+	to, err := bbolt.Open(dst, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	from, err := bbolt.Open(src, 0o600, &bbolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, Compact(ctx, to, from, 300))
+
+	// Every key of src is in dst, with its value unless an event record.
+	var upgraded int
+	require.NoError(t, from.View(func(ftx *bbolt.Tx) error {
+		return to.View(func(ttx *bbolt.Tx) error {
+			require.Equal(t, string(formatV3), string(ttx.Bucket(bucketMeta).Get(keyFormat)))
+			var walk func(path []string, fb, tb *bbolt.Bucket)
+			walk = func(path []string, fb, tb *bbolt.Bucket) {
+				require.NotNil(t, tb, "bucket %q missing", path)
+				require.Equal(t, fb.Sequence(), tb.Sequence(), "bucket %q", path)
+				require.Equal(t, fb.Stats().KeyN, tb.Stats().KeyN, "bucket %q", path)
+				require.NoError(t, fb.ForEach(func(k, v []byte) error {
+					switch {
+					case v == nil:
+						walk(append(path, string(k)), fb.Bucket(k), tb.Bucket(k))
+					case path[0] == string(bucketEvents) && !bytes.Equal(v, tb.Get(k)):
+						upgraded++
+						require.True(t, bytes.Contains(tb.Get(k), []byte{0xd8, uuidExt}))
+						require.Less(t, len(tb.Get(k)), len(v))
+					case path[0] != string(bucketMeta):
+						require.Equal(t, v, tb.Get(k), "bucket %q key %q", path, k)
+					}
+					return nil
+				}))
+			}
+			return ftx.ForEach(func(name []byte, fb *bbolt.Bucket) error {
+				walk([]string{string(name)}, fb, ttx.Bucket(name))
+				return nil
+			})
+		})
+	}))
+	require.Equal(t, 2, upgraded, "the two events with metadata")
+	require.NoError(t, from.Close())
+	require.NoError(t, to.Close())
+
+	s, err := Open(dst, &Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Check(ctx))
+	got, err := eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+	require.Equal(t, meta, got[0].Metadata)
+	snap, err := s.LoadSnapshot(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, []byte("state"), snap.State)
+}
+
+// TestCompact_RefusesOthers: a file of an unknown format, or with a record
+// that does not parse, fails with the matching sentinel.
+func TestCompact_RefusesOthers(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	s, err := Open(src, nil)
+	require.NoError(t, err)
+	_, err = s.Append(ctx, tagged("a", "T"))
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	for name, tc := range map[string]struct {
+		change func(tx *bbolt.Tx) error
+		want   error
+	}{
+		"format": {func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte("eventstore/bolt 9")) }, eventstore.ErrUnknownFormat},
+		"record": {func(tx *bbolt.Tx) error {
+			k, v := tx.Bucket(bucketEvents).Cursor().First()
+			bad := bytes.Clone(v)
+			bad[len(bad)-1] ^= 1
+			return tx.Bucket(bucketEvents).Put(k, bad)
+		}, eventstore.ErrCorrupt},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "src.db")
+			require.NoError(t, copyFileForTest(src, path))
+			db, err := bbolt.Open(path, 0o600, nil)
+			require.NoError(t, err)
+			require.NoError(t, db.Update(tc.change))
+			to, err := bbolt.Open(filepath.Join(t.TempDir(), "dst.db"), 0o600, nil)
+			require.NoError(t, err)
+			defer to.Close()
+			require.ErrorIs(t, Compact(ctx, to, db, 0), tc.want)
+			require.NoError(t, db.Close())
+		})
+	}
+}
+
+// makeFormat2File makes a store file of format 2 at path, whose records
+// hold the metadata meta (with UUIDs) as strs, and returns its events.
+func makeFormat2File(t *testing.T, path string) ([]eventstore.Event, map[string]string) {
+	t.Helper()
+	ctx := context.Background()
 	corr := uuid.Must(uuid.NewV7()).String()
 	meta := map[string]string{"correlation_id": corr, "upper": "0190A7E2-3C4D-7E8F-9A0B-1C2D3E4F5A6B", "user_id": "user-7"}
 	s, err := Open(path, nil)
 	require.NoError(t, err)
 	_, err = s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`), Metadata: meta},
-		eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`), Metadata: meta})
+		eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`), Metadata: meta, Tags: []string{"x"}})
+	require.NoError(t, err)
+	_, err = s.Append(ctx, eventstore.Event{AggregateID: "b", Type: "U", Payload: []byte(`[1]`)})
 	require.NoError(t, err)
 	want, err := eventstore.Collect(s.ReadAll(ctx, 0))
 	require.NoError(t, err)
@@ -40,7 +208,9 @@ func TestOpen_UpgradesFormat2(t *testing.T) {
 		b := tx.Bucket(bucketEvents)
 		olds := map[string][]byte{}
 		err := b.ForEach(func(k, v []byte) error {
-			require.True(t, bytes.Contains(v, []byte{0xd8, uuidExt}), "a record of format 3 without the UUID extension")
+			if bytes.HasPrefix(k, index.AggregatePrefix("a")) {
+				require.True(t, bytes.Contains(v, []byte{0xd8, uuidExt}), "a record of format 3 without the UUID extension")
+			}
 			olds[string(k)] = formatV2Record(t, v)
 			return nil
 		})
@@ -56,36 +226,7 @@ func TestOpen_UpgradesFormat2(t *testing.T) {
 		return tx.Bucket(bucketMeta).Put(keyFormat, formatV2)
 	}))
 	require.NoError(t, db.Close())
-
-	ro, err := Open(path, &Options{ReadOnly: true})
-	require.NoError(t, err)
-	got, err := eventstore.Collect(ro.ReadAll(ctx, 0))
-	require.NoError(t, err)
-	require.Equal(t, want, got)
-	require.NoError(t, ro.Check(ctx))
-	require.NoError(t, ro.Close())
-	require.Equal(t, string(formatV2), fileFormat(t, path), "a read-only Open changed the file")
-
-	s, err = Open(path, nil)
-	require.NoError(t, err)
-	defer s.Close()
-	got, err = eventstore.Collect(s.ReadAll(ctx, 0))
-	require.NoError(t, err)
-	require.Equal(t, want, got)
-	added, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(`{}`), Metadata: meta})
-	require.NoError(t, err)
-	require.NoError(t, s.view(func(tx *bbolt.Tx) error {
-		format := tx.Bucket(bucketMeta).Get(keyFormat)
-		require.True(t, bytes.Equal(format, formatV3) || bytes.Equal(format, formatLogged), "format %q", format)
-		_, v := tx.Bucket(bucketEvents).Cursor().Last()
-		u := uuid.MustParse(corr)
-		require.True(t, bytes.Contains(v, append([]byte{0xd8, uuidExt}, u[:]...)), "new record %x", v)
-		return nil
-	}))
-	got, err = eventstore.Collect(s.ReadAll(ctx, 0))
-	require.NoError(t, err)
-	require.Equal(t, append(want, added...), got)
-	require.NoError(t, s.Check(ctx))
+	return want, meta
 }
 
 // formatV2Record returns the record v (of format 3) as format 2 writes it:
@@ -97,6 +238,9 @@ func formatV2Record(t *testing.T, v []byte) []byte {
 	start := len(v) - len(r.meta)
 	if r.tagsLen > 0 {
 		start -= len(r.tags) + 1 // the tags array's header: fewer than 16 tags
+	}
+	if r.metaLen == 0 {
+		return v
 	}
 	require.Equal(t, r.meta, v[start:start+len(r.meta)])
 	out := append([]byte(nil), v[:start]...)
@@ -117,4 +261,12 @@ func formatV2Record(t *testing.T, v []byte) []byte {
 	out = append(out, v[start+len(r.meta):]...)
 	sealRecord(out)
 	return out
+}
+
+func copyFileForTest(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
 }

@@ -344,6 +344,30 @@ func TestCompact_Bolt(t *testing.T) {
 	require.EqualValues(t, fi.Size(), objs[0]["dst_bytes"])
 }
 
+// TestCompact_UpgradesFormat: compacting a file of format 2 writes one of
+// format 3 (package bolt's tests check the records it rewrites).
+func TestCompact_UpgradesFormat(t *testing.T) {
+	path, events := makeBolt(t)
+	db, err := bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("eventstore/bolt 2"))
+	}))
+	require.NoError(t, db.Close())
+	dst := filepath.Join(t.TempDir(), "compact.db")
+	ok(t, "compact", path, dst)
+	st := jsonLines(t, ok(t, "stats", "--json", dst))
+	require.Equal(t, "eventstore/bolt 3", st[0]["format"])
+	st = jsonLines(t, ok(t, "stats", "--json", path))
+	require.Equal(t, "eventstore/bolt 2", st[0]["format"], "compact changed its source")
+	s, err := bolt.Open(dst, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer s.Close()
+	got, err := eventstore.Collect(s.ReadAll(t.Context(), 0))
+	require.NoError(t, err)
+	require.Equal(t, events, got)
+}
+
 // TestCompact_KeepsPageSize compacts a file made with 8 KiB pages: the
 // copy has 8 KiB pages too, not bbolt's default.
 func TestCompact_KeepsPageSize(t *testing.T) {

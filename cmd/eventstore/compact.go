@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/eventstore-go/eventstore/bolt"
 )
 
 // compactTxSize is how many bytes of keys and values compact copies per
@@ -20,7 +22,10 @@ func newCompactCmd(g *globals) *cobra.Command {
 		Short: "Rewrite a bolt file into a fresh, smaller one, and check it",
 		Long: `compact copies every bucket of the bolt file SRC (events, indexes,
 snapshots, checkpoints, read models) into a new file DST, which holds no free
-pages and fuller leaves, and so is smaller. DST must not exist; it is written
+pages and fuller leaves, and so is smaller. DST is in the file format this
+version writes: a file of an older format gets its event records rewritten
+(format 3 stores metadata values that are UUIDs in 16 bytes instead of 38).
+DST must not exist; it is written
 under a temporary name, synced, checked as verify checks a store, and only
 then renamed to DST. SRC is opened read-only and left as it is: replace it
 with DST yourself, while no application has it open.`,
@@ -61,10 +66,7 @@ with DST yourself, while no application has it open.`,
 					_ = to.Close()
 					return err
 				}
-				err = bbolt.Compact(to, from, compactTxSize)
-				if err == nil {
-					err = ctx.Err()
-				}
+				err = bolt.Compact(ctx, to, from, compactTxSize)
 				if err == nil {
 					err = to.Sync()
 				}

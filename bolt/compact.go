@@ -1,0 +1,185 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/eventstore-go/eventstore"
+)
+
+// Compact copies the store file src into dst, an empty bbolt file, the
+// way bbolt.Compact does (every bucket, nested ones included, with full
+// leaves and no free pages, in write transactions of about txMaxSize
+// bytes of keys and values; zero or less means one transaction), and
+// writes the copy in the format this package writes: event records of an
+// older format are rewritten in the current one (format 3 stores metadata
+// values that are UUIDs in 16 bytes), a format 1 file gets its tags
+// bucket, and the format key is format 3, without the mark of a write-ahead
+// log. So compacting is also how to shrink a file of an older format.
+//
+// src is read in one read transaction and left as it is. It must be a
+// store file whose log, if any, was replayed: open it read-only with Open
+// first (which refuses a file whose log needs recovery) and hand its path
+// to bbolt.Open with ReadOnly. A file of another format fails with an
+// error matching eventstore.ErrUnknownFormat, a record that does not parse
+// with one matching eventstore.ErrCorrupt; ctx is checked between
+// transactions. dst is neither synced nor closed; check the copy (Open
+// read-only, then Check) before it replaces src.
+func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
+	return src.View(func(stx *bbolt.Tx) error {
+		meta := stx.Bucket(bucketMeta)
+		if meta == nil {
+			return fmt.Errorf("bolt: compact: %w: no meta bucket", eventstore.ErrUnknownFormat)
+		}
+		format := meta.Get(keyFormat)
+		if !slices.ContainsFunc(knownFormats, func(f []byte) bool { return bytes.Equal(format, f) }) {
+			return fmt.Errorf("bolt: compact: %w: format %q", eventstore.ErrUnknownFormat, format)
+		}
+		c := &compactor{ctx: ctx, dst: dst, max: txMaxSize}
+		defer c.rollback()
+		err := stx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			return c.bucket([][]byte{name}, b)
+		})
+		if err != nil {
+			return err
+		}
+		if err := c.begin(); err != nil {
+			return err
+		}
+		if _, err := c.tx.CreateBucketIfNotExists(bucketTags); err != nil {
+			return err
+		}
+		if err := c.tx.Bucket(bucketMeta).Put(keyFormat, formatV3); err != nil {
+			return err
+		}
+		err = c.tx.Commit()
+		c.tx = nil
+		return err
+	})
+}
+
+// compactor copies buckets into a file, a transaction at a time.
+type compactor struct {
+	ctx  context.Context
+	dst  *bbolt.DB
+	max  int64
+	tx   *bbolt.Tx
+	size int64 // bytes put in tx
+	d    decoder
+}
+
+// begin opens a write transaction unless one is open.
+func (c *compactor) begin() error {
+	if c.tx != nil {
+		return nil
+	}
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
+	tx, err := c.dst.Begin(true)
+	if err != nil {
+		return err
+	}
+	c.tx, c.size = tx, 0
+	return nil
+}
+
+func (c *compactor) rollback() {
+	if c.tx != nil {
+		_ = c.tx.Rollback()
+		c.tx = nil
+	}
+}
+
+// target returns the bucket at path in the open transaction, creating it.
+func (c *compactor) target(path [][]byte, seq uint64) (*bbolt.Bucket, error) {
+	b, err := c.tx.CreateBucketIfNotExists(path[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range path[1:] {
+		if b, err = b.CreateBucketIfNotExists(name); err != nil {
+			return nil, err
+		}
+	}
+	b.FillPercent = 1.0 // keys arrive in order
+	if err := b.SetSequence(seq); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// bucket copies the source bucket b at path, and the buckets nested in it.
+func (c *compactor) bucket(path [][]byte, b *bbolt.Bucket) error {
+	events := len(path) == 1 && bytes.Equal(path[0], bucketEvents)
+	if err := c.begin(); err != nil {
+		return err
+	}
+	to, err := c.target(path, b.Sequence())
+	if err != nil {
+		return err
+	}
+	cur := b.Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		if v == nil {
+			if err := c.bucket(append(slices.Clip(path), k), b.Bucket(k)); err != nil {
+				return err
+			}
+			// The nested copy may have committed: find the bucket again.
+			if err := c.begin(); err != nil {
+				return err
+			}
+			if to, err = c.target(path, b.Sequence()); err != nil {
+				return err
+			}
+			continue
+		}
+		if events {
+			if v, err = c.upgradeRecord(k, v); err != nil {
+				return err
+			}
+		}
+		if c.max > 0 && c.size+int64(len(k)+len(v)) > c.max && c.size > 0 {
+			err := c.tx.Commit()
+			c.tx = nil
+			if err != nil {
+				return err
+			}
+			if err := c.begin(); err != nil {
+				return err
+			}
+			if to, err = c.target(path, b.Sequence()); err != nil {
+				return err
+			}
+		}
+		if err := to.Put(k, v); err != nil {
+			return err
+		}
+		c.size += int64(len(k) + len(v))
+	}
+	return nil
+}
+
+// upgradeRecord returns the event record v, stored under k, as this
+// version writes it: v itself when it is so already.
+func (c *compactor) upgradeRecord(k, v []byte) ([]byte, error) {
+	r, err := parseEventRecord(v)
+	if err != nil {
+		return nil, corrupt("event", k, err)
+	}
+	var e eventstore.Event
+	if err := c.d.fill(k, &r, &e, -1); err != nil {
+		return nil, err
+	}
+	// A new slice each time: bbolt keeps a value until its transaction
+	// ends.
+	rec := appendEventRecord(make([]byte, 0, eventRecordSize(&e)), &e, r.id)
+	if bytes.Equal(rec, v) {
+		return v, nil
+	}
+	return rec, nil
+}
