@@ -3,7 +3,10 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 
 	bbolt "go.etcd.io/bbolt"
@@ -22,12 +25,14 @@ import (
 // log. So compacting is also how to shrink a file of an older format.
 //
 // src is read in one read transaction and left as it is. It must be a
-// store file whose log, if any, was replayed: open it read-only with Open
-// first (which refuses a file whose log needs recovery) and hand its path
-// to bbolt.Open with ReadOnly. A file of another format fails with an
-// error matching eventstore.ErrUnknownFormat, a record that does not parse
-// with one matching eventstore.ErrCorrupt; ctx is checked between
-// transactions. dst is neither synced nor closed; check the copy (Open
+// store file whose log, if any, was replayed (Open the file once without
+// ReadOnly): a file marked as having a log, with a log file beside it,
+// fails with an error matching ErrNeedsRecovery. A file of another format
+// fails with one matching eventstore.ErrUnknownFormat, a record that does
+// not parse with one matching eventstore.ErrCorrupt; ctx is checked
+// between transactions. Hold the file's lock while Compact reads it, for
+// instance by keeping a read-only Store of it open, and open src with
+// bbolt's ReadOnly option. dst is neither synced nor closed; check the copy (Open
 // read-only, then Check) before it replaces src.
 func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 	return src.View(func(stx *bbolt.Tx) error {
@@ -36,8 +41,14 @@ func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 			return fmt.Errorf("bolt: compact: %w: no meta bucket", eventstore.ErrUnknownFormat)
 		}
 		format := meta.Get(keyFormat)
-		if !slices.ContainsFunc(knownFormats, func(f []byte) bool { return bytes.Equal(format, f) }) {
-			return fmt.Errorf("bolt: compact: %w: format %q", eventstore.ErrUnknownFormat, format)
+		if err := checkFormat(format); err != nil {
+			return fmt.Errorf("bolt: compact: %w", err)
+		}
+		if bytes.Equal(format, formatLogged) || bytes.Equal(format, formatLoggedV2) {
+			// Marked: the file may lack commits that a log beside it holds.
+			if _, err := os.Lstat(src.Path() + walSuffix); !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("bolt: compact: %w: %s has a log, or its state is unknown (%v); open it once without ReadOnly", ErrNeedsRecovery, src.Path(), err)
+			}
 		}
 		c := &compactor{ctx: ctx, dst: dst, max: txMaxSize}
 		defer c.rollback()
@@ -50,8 +61,10 @@ func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 		if err := c.begin(); err != nil {
 			return err
 		}
-		if _, err := c.tx.CreateBucketIfNotExists(bucketTags); err != nil {
-			return err
+		if bytes.Equal(format, formatV1) {
+			if _, err := c.tx.CreateBucketIfNotExists(bucketTags); err != nil {
+				return err
+			}
 		}
 		if err := c.tx.Bucket(bucketMeta).Put(keyFormat, formatV3); err != nil {
 			return err
@@ -101,12 +114,13 @@ func (c *compactor) target(path [][]byte, seq uint64) (*bbolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.FillPercent = 1.0 // keys arrive in order
 	for _, name := range path[1:] {
 		if b, err = b.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}
+		b.FillPercent = 1.0
 	}
-	b.FillPercent = 1.0 // keys arrive in order
 	if err := b.SetSequence(seq); err != nil {
 		return nil, err
 	}

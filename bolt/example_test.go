@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
 )
@@ -126,4 +128,75 @@ func ExampleStore_Project() {
 	// order-1 42
 	// order-2 5
 	// checkpoint 4
+}
+
+// Compact writes a compacted copy of a store's file, in the current
+// format, while a read-only Store holds the file's lock; the copy is
+// checked before it replaces anything.
+func ExampleCompact() {
+	dir, err := os.MkdirTemp("", "eventstore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	src, dst := filepath.Join(dir, "events.db"), filepath.Join(dir, "compact.db")
+
+	s, err := bolt.Open(src, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range 100 {
+		e := eventstore.Event{AggregateID: fmt.Sprintf("order-%d", i%10), Type: "OrderPlaced", Payload: []byte(`{}`),
+			Metadata: map[string]string{"correlation_id": "0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"}}
+		if _, err := s.Append(ctx, e); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		log.Fatal(err)
+	}
+
+	// A read-only Store vets the file (a log left by a crash must be
+	// replayed first) and holds its lock while bbolt reads it.
+	ro, err := bolt.Open(src, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	from, err := bbolt.Open(src, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	to, err := bbolt.Open(dst, 0o600, &bbolt.Options{PageSize: from.Info().PageSize})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = bolt.Compact(ctx, to, from, 64<<20)
+	for _, db := range []*bbolt.DB{to, from} {
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if cerr := ro.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	c, err := bolt.Open(dst, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Check(ctx); err != nil {
+		log.Fatal(err)
+	}
+	events, err := eventstore.Collect(c.ReadAll(ctx, 0))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(events), "events, last", events[99].AggregateID, events[99].Version, events[99].Metadata["correlation_id"])
+	// Output:
+	// 100 events, last order-9 10 0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b
 }

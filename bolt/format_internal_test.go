@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -144,8 +145,9 @@ func TestCompact_UpgradesFormat2(t *testing.T) {
 	require.Equal(t, []byte("state"), snap.State)
 }
 
-// TestCompact_RefusesOthers: a file of an unknown format, or with a record
-// that does not parse, fails with the matching sentinel.
+// TestCompact_RefusesOthers: a file of an unknown format, with a record
+// that does not parse, or marked as having a log that is there, fails with
+// the matching sentinel; a mark without its log is dropped.
 func TestCompact_RefusesOthers(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -155,17 +157,30 @@ func TestCompact_RefusesOthers(t *testing.T) {
 	_, err = s.Append(ctx, tagged("a", "T"))
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
+	mark := func(format []byte) func(tx *bbolt.Tx) error {
+		return func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, format) }
+	}
 	for name, tc := range map[string]struct {
 		change func(tx *bbolt.Tx) error
+		log    bool // a log file beside src
 		want   error
 	}{
-		"format": {func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, []byte("eventstore/bolt 9")) }, eventstore.ErrUnknownFormat},
-		"record": {func(tx *bbolt.Tx) error {
+		"format": {change: mark([]byte("eventstore/bolt 9")), want: eventstore.ErrUnknownFormat},
+		"record": {change: func(tx *bbolt.Tx) error {
 			k, v := tx.Bucket(bucketEvents).Cursor().First()
 			bad := bytes.Clone(v)
 			bad[len(bad)-1] ^= 1
 			return tx.Bucket(bucketEvents).Put(k, bad)
-		}, eventstore.ErrCorrupt},
+		}, want: eventstore.ErrCorrupt},
+		"logged":   {change: mark(formatLogged), log: true, want: ErrNeedsRecovery},
+		"loggedV2": {change: mark(formatLoggedV2), log: true, want: ErrNeedsRecovery},
+		"markOnly": {change: mark(formatLogged)}, // the log is gone: the copy is whole
+		"format1": {change: func(tx *bbolt.Tx) error { // the copy gets the tags bucket
+			if err := tx.DeleteBucket(bucketTags); err != nil {
+				return err
+			}
+			return mark(formatV1)(tx)
+		}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "src.db")
@@ -173,11 +188,24 @@ func TestCompact_RefusesOthers(t *testing.T) {
 			db, err := bbolt.Open(path, 0o600, nil)
 			require.NoError(t, err)
 			require.NoError(t, db.Update(tc.change))
+			if tc.log {
+				require.NoError(t, os.WriteFile(path+walSuffix, []byte("a log"), 0o600))
+			}
 			to, err := bbolt.Open(filepath.Join(t.TempDir(), "dst.db"), 0o600, nil)
 			require.NoError(t, err)
 			defer to.Close()
-			require.ErrorIs(t, Compact(ctx, to, db, 0), tc.want)
+			err = Compact(ctx, to, db, 0)
 			require.NoError(t, db.Close())
+			if tc.want == nil {
+				require.NoError(t, err)
+				require.NoError(t, to.View(func(tx *bbolt.Tx) error {
+					require.Equal(t, string(formatV3), string(tx.Bucket(bucketMeta).Get(keyFormat)))
+					require.NotNil(t, tx.Bucket(bucketTags))
+					return nil
+				}))
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
 		})
 	}
 }
@@ -269,4 +297,82 @@ func copyFileForTest(from, to string) error {
 		return err
 	}
 	return os.WriteFile(to, b, 0o600)
+}
+
+// TestReplayLog_Format2Mark: replaying a log that a version writing format
+// 2 left (the file marked "2+log", the log's records with UUIDs as strs)
+// writes the records in format 3 and the mark of format 3 in one commit,
+// so that no moment leaves records of format 3 under a key that versions
+// knowing only format 2 accept; Open then clears the mark.
+func TestReplayLog_Format2Mark(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, &Options{NoWAL: true})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	id := uuid.New()
+	e := eventstore.Event{ID: id.String(), AggregateID: "a", Type: "T", Version: 1, Position: 1,
+		Timestamp: time.UnixMicro(1_700_000_000_000_000).UTC(), Payload: []byte(`{}`),
+		Metadata: map[string]string{"correlation_id": uuid.NewString()}}
+	rec := formatV2Record(t, appendEventRecord(nil, &e, id[:]))
+	require.False(t, bytes.Contains(rec, []byte{0xd8, uuidExt}))
+
+	db, err := bbolt.Open(path, 0o600, nil)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyFormat, formatLoggedV2) }))
+	n, err := replayLog(db, [][]byte{appendWalEvent(nil, rec)})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		require.Equal(t, string(formatLogged), string(tx.Bucket(bucketMeta).Get(keyFormat)))
+		require.True(t, bytes.Contains(tx.Bucket(bucketEvents).Get(index.Event("a", 1)), []byte{0xd8, uuidExt}))
+		return nil
+	}))
+	require.NoError(t, db.Close())
+
+	s, err = Open(path, nil)
+	require.NoError(t, err)
+	got, err := eventstore.Collect(s.ReadAll(ctx, 0))
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, e.Metadata, got[0].Metadata)
+	require.NoError(t, s.Close())
+	require.Equal(t, string(formatV3), fileFormat(t, path))
+}
+
+// TestOpen_UnknownFormatKeepsLog: a log beside a file of a format this
+// package does not know (a later version's, marked as having a log) is not
+// replayed: Open fails with ErrUnknownFormat and leaves file and log as
+// they were.
+func TestOpen_UnknownFormatKeepsLog(t *testing.T) {
+	requireWAL(t)
+	path := filepath.Join(t.TempDir(), "events.db")
+	// A later version's mark, which this test's store writes in place of
+	// its own.
+	saved := formatLogged
+	formatLogged = []byte("eventstore/bolt 4+log")
+	s, err := Open(path, walOpts)
+	if err != nil {
+		formatLogged = saved
+		require.NoError(t, err)
+	}
+	appendN(t, s, 3, 0)
+	dst := crashCopy(t, path, t.TempDir())
+	formatLogged = saved
+	require.NoError(t, s.Close())
+	require.Equal(t, "eventstore/bolt 4+log", fileFormat(t, dst))
+	log, err := os.ReadFile(dst + walSuffix)
+	require.NoError(t, err)
+	file, err := os.ReadFile(dst)
+	require.NoError(t, err)
+
+	_, err = Open(dst, nil)
+	require.ErrorIs(t, err, eventstore.ErrUnknownFormat)
+	after, err := os.ReadFile(dst + walSuffix)
+	require.NoError(t, err, "Open removed the log")
+	require.Equal(t, log, after, "Open changed the log")
+	afterFile, err := os.ReadFile(dst)
+	require.NoError(t, err)
+	require.Equal(t, len(file), len(afterFile))
 }

@@ -21,12 +21,14 @@ import (
 // the format key changes: a version of this package that knows only an
 // older format then refuses the file (ErrUnknownFormat) rather than meet
 // records or buckets it cannot read, or append events without their tag
-// entries. It writes only when the file is of format 1 or 2.
+// entries. Format 2's mark of a log (formatLoggedV2) counts as format 2:
+// Open calls upgrade once any log is replayed and gone. It writes only when
+// the file is of format 1 or 2.
 func upgrade(db *bbolt.DB) error {
 	old := false
 	err := db.View(func(tx *bbolt.Tx) error {
 		format := tx.Bucket(bucketMeta).Get(keyFormat)
-		old = bytes.Equal(format, formatV1) || bytes.Equal(format, formatV2)
+		old = bytes.Equal(format, formatV1) || bytes.Equal(format, formatV2) || bytes.Equal(format, formatLoggedV2)
 		if !bytes.Equal(format, formatV1) && tx.Bucket(bucketTags) == nil {
 			return fmt.Errorf("%w: bucket %q missing", eventstore.ErrCorrupt, bucketTags)
 		}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -375,18 +374,16 @@ func (s *Store) closeLog() error {
 
 // markLogged sets the file's format to formatLogged (logged) or back to
 // formatV3, in a commit of its own, unless it is so already. Only a file
-// of format 3 is marked, and Open upgrades a file to it before it makes a
-// log; unmarking also turns formatLoggedV2, whose log Open has replayed,
-// into formatV3.
+// of format 3 is marked: Open upgrades a file to it (see upgrade) before
+// it makes a log.
 func markLogged(db *bbolt.DB, logged bool) error {
-	from, to := [][]byte{formatV3}, formatLogged
+	from, to := formatV3, formatLogged
 	if !logged {
-		from, to = [][]byte{formatLogged, formatLoggedV2}, formatV3
+		from, to = to, from
 	}
 	var mark bool
 	if err := db.View(func(tx *bbolt.Tx) error {
-		format := tx.Bucket(bucketMeta).Get(keyFormat)
-		mark = slices.ContainsFunc(from, func(f []byte) bool { return bytes.Equal(format, f) })
+		mark = bytes.Equal(tx.Bucket(bucketMeta).Get(keyFormat), from)
 		return nil
 	}); err != nil || !mark {
 		return err
@@ -669,6 +666,15 @@ func replayLog(db *bbolt.DB, payloads [][]byte) (n int, err error) {
 		w, err := newWriter(tx)
 		if err != nil {
 			return err
+		}
+		// The records replayed are written in format 3: a file that a
+		// version writing format 2 marked becomes format 3, still marked,
+		// in the same commit, so that no version that knows only format 2
+		// reads them.
+		if meta := tx.Bucket(bucketMeta); meta != nil && bytes.Equal(meta.Get(keyFormat), formatLoggedV2) {
+			if err := meta.Put(keyFormat, formatLogged); err != nil {
+				return err
+			}
 		}
 		for _, p := range payloads {
 			raws, recs, err := walEvents(p)
