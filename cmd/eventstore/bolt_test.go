@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	be "encoding/binary"
+	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
@@ -292,12 +294,7 @@ func TestBackup_Bolt(t *testing.T) {
 	r := cli(t, "backup", path, dst)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stderr, "checked")
-	s, err := bolt.Open(dst, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	defer s.Close()
-	got, err := eventstore.Collect(s.ReadAll(t.Context(), 0))
-	require.NoError(t, err)
-	require.Equal(t, events, got)
+	require.Equal(t, events, readAll(t, dst))
 
 	dst2 := filepath.Join(t.TempDir(), "backup2.db")
 	objs := jsonLines(t, ok(t, "backup", "--json", path, dst2))
@@ -330,12 +327,7 @@ func TestCompact_Bolt(t *testing.T) {
 	fi, err := os.Stat(dst)
 	require.NoError(t, err)
 	require.Less(t, fi.Size(), src.Size())
-	s, err = bolt.Open(dst, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	got, err := eventstore.Collect(s.ReadAll(t.Context(), 0))
-	require.NoError(t, err)
-	require.NoError(t, s.Close())
-	require.Equal(t, events, got)
+	require.Equal(t, events, readAll(t, dst))
 
 	r := cli(t, "compact", path, dst)
 	require.Equal(t, 2, r.code)
@@ -344,28 +336,61 @@ func TestCompact_Bolt(t *testing.T) {
 	require.EqualValues(t, fi.Size(), objs[0]["dst_bytes"])
 }
 
-// TestCompact_UpgradesFormat: compacting a file of format 2 writes one of
-// format 3 (package bolt's tests check the records it rewrites).
+// TestCompact_UpgradesFormat: compacting a file of format 2, whose records
+// hold UUID metadata values as text, writes one of format 3 with those
+// values in their 16-byte form, and leaves the source alone.
 func TestCompact_UpgradesFormat(t *testing.T) {
 	path, events := makeBolt(t)
+	s, err := bolt.Open(path, nil)
+	require.NoError(t, err)
+	added, err := s.Append(t.Context(), eventstore.Event{AggregateID: "user-1", Type: "UserRenamed", Payload: []byte(`{}`),
+		Metadata: map[string]string{"correlation_id": "0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"}})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	events = append(events, added...)
+
+	// Format 2 wrote the value as a str: 0xd9 36 and its text, where
+	// format 3 writes 0xd8 1 and its 16 bytes. Rewrite the record so and
+	// seal it again (CRC32C of what follows the 5-byte checksum).
+	ext := []byte{0xd8, 1, 0x01, 0x90, 0xa7, 0xe2, 0x3c, 0x4d, 0x7e, 0x8f, 0x9a, 0x0b, 0x1c, 0x2d, 0x3e, 0x4f, 0x5a, 0x6b}
+	str := append([]byte{0xd9, 36}, "0190a7e2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"...)
+	var key []byte
 	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("events"))
+		var old []byte
+		require.NoError(t, b.ForEach(func(k, v []byte) error {
+			if bytes.Contains(v, ext) {
+				key, old = bytes.Clone(k), bytes.Clone(v)
+			}
+			return nil
+		}))
+		require.NotNil(t, key, "no record holds the UUID in its 16-byte form")
+		rec := bytes.Replace(old, ext, str, 1)
+		be.BigEndian.PutUint32(rec[1:], crc32.Checksum(rec[5:], crc32.MakeTable(crc32.Castagnoli)))
+		if err := b.Put(key, rec); err != nil {
+			return err
+		}
 		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("eventstore/bolt 2"))
 	}))
 	require.NoError(t, db.Close())
+	require.Equal(t, events, readAll(t, path), "the format 2 record reads")
+
 	dst := filepath.Join(t.TempDir(), "compact.db")
 	ok(t, "compact", path, dst)
 	st := jsonLines(t, ok(t, "stats", "--json", dst))
 	require.Equal(t, "eventstore/bolt 3", st[0]["format"])
 	st = jsonLines(t, ok(t, "stats", "--json", path))
 	require.Equal(t, "eventstore/bolt 2", st[0]["format"], "compact changed its source")
-	s, err := bolt.Open(dst, &bolt.Options{ReadOnly: true})
+	require.Equal(t, events, readAll(t, dst))
+	db, err = bbolt.Open(dst, 0o600, &bbolt.Options{ReadOnly: true})
 	require.NoError(t, err)
-	defer s.Close()
-	got, err := eventstore.Collect(s.ReadAll(t.Context(), 0))
-	require.NoError(t, err)
-	require.Equal(t, events, got)
+	defer db.Close()
+	require.NoError(t, db.View(func(tx *bbolt.Tx) error {
+		require.True(t, bytes.Contains(tx.Bucket([]byte("events")).Get(key), ext), "compact left the record as it was")
+		return nil
+	}))
 }
 
 // TestCompact_KeepsPageSize compacts a file made with 8 KiB pages: the
@@ -383,12 +408,7 @@ func TestCompact_KeepsPageSize(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 8192, db.Info().PageSize)
 	require.NoError(t, db.Close())
-	s, err = bolt.Open(dst, &bolt.Options{ReadOnly: true})
-	require.NoError(t, err)
-	defer s.Close()
-	got, err := eventstore.Collect(s.ReadAll(t.Context(), 0))
-	require.NoError(t, err)
-	require.Equal(t, events, got)
+	require.Equal(t, events, readAll(t, dst))
 }
 
 func TestUsage(t *testing.T) {
