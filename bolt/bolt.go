@@ -146,10 +146,13 @@
 // first write creates a log, the store marks the file's format (format key
 // "eventstore/bolt 3+log", in a synced commit); Close, and an Open that has
 // replayed a log, reset it. Versions of this package without the log
-// accept only formats 1 and 2 (and every version that writes format 3 has
-// the log), so they refuse a file a crash left with a
-// log (eventstore.ErrUnknownFormat) rather than read it without its last
-// commits. A Backup taken while the store is open carries the mark, which
+// accept only formats 1 and 2 (every version that writes format 3 has the
+// log), so they refuse a file a crash left with a log
+// (eventstore.ErrUnknownFormat) rather than read it without its last
+// commits; likewise this version leaves alone a log beside a file of a
+// format it does not know, and Open fails with ErrUnknownFormat. A log
+// that a version writing format 2 left ("eventstore/bolt 2+log") is
+// replayed like this version's own. A Backup taken while the store is open carries the mark, which
 // the next read-write Open of the copy resets. The mark costs a synced
 // commit when the log is created and another at Close.
 //
@@ -462,9 +465,10 @@ type Options struct {
 	// appends leave behind when they split a page: on the bench's
 	// realistic fixture (a million events appended in calls of 1 to 3),
 	// 8192-byte pages made the file 7% smaller (947 against 1022 bytes an
-	// event, measured with format 2's records) and ReadAll up to 1.17x as fast, at the cost of more bytes
-	// written per commit: single durable appends ran at 0.91x, and small
-	// files (thousands of events) were larger, not smaller. Zero means
+	// event, measured with format 2's records) and ReadAll up to 1.17x as
+	// fast, at the cost of more bytes written per commit: single durable
+	// appends ran at 0.91x, and small files (thousands of events) were
+	// larger, not smaller. Zero means
 	// bbolt's default, the operating system's page size (4096 on most
 	// systems).
 	PageSize int
