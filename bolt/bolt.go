@@ -688,6 +688,14 @@ func Open(path string, opts *Options) (s *Store, err error) {
 				closeQuietly(db)
 				return nil, fmt.Errorf("bolt: open %s: replay the log: %w", path, err)
 			}
+			// With UnsafeNoSync bbolt did not sync the replay; the log's
+			// records were durable, so they must be before it goes.
+			if db.NoSync {
+				if err := db.Sync(); err != nil {
+					closeQuietly(db)
+					return nil, fmt.Errorf("bolt: open %s: replay the log: sync: %w", path, err)
+				}
+			}
 		}
 		if err := finishRecovery(path); err != nil {
 			closeQuietly(db)

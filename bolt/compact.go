@@ -3,10 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 
 	bbolt "go.etcd.io/bbolt"
@@ -26,14 +23,14 @@ import (
 //
 // src is read in one read transaction and left as it is. It must be a
 // store file whose log, if any, was replayed (Open the file once without
-// ReadOnly): a file marked as having a log, with a log file beside it,
-// fails with an error matching ErrNeedsRecovery. A file of another format
+// ReadOnly): a file whose log holds commits fails, as with a read-only
+// Open, with an error matching ErrNeedsRecovery. A file of another format
 // fails with one matching eventstore.ErrUnknownFormat, a record that does
 // not parse with one matching eventstore.ErrCorrupt; ctx is checked
 // between transactions. Hold the file's lock while Compact reads it, for
 // instance by keeping a read-only Store of it open, and open src with
-// bbolt's ReadOnly option. dst is neither synced nor closed; check the copy (Open
-// read-only, then Check) before it replaces src.
+// bbolt's ReadOnly option. dst is neither synced nor closed; check the
+// copy (Open read-only, then Check) before it replaces src.
 func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 	return src.View(func(stx *bbolt.Tx) error {
 		meta := stx.Bucket(bucketMeta)
@@ -44,11 +41,12 @@ func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 		if err := checkFormat(format); err != nil {
 			return fmt.Errorf("bolt: compact: %w", err)
 		}
-		if bytes.Equal(format, formatLogged) || bytes.Equal(format, formatLoggedV2) {
-			// Marked: the file may lack commits that a log beside it holds.
-			if _, err := os.Lstat(src.Path() + walSuffix); !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("bolt: compact: %w: %s has a log, or its state is unknown (%v); open it once without ReadOnly", ErrNeedsRecovery, src.Path(), err)
-			}
+		// The file may lack commits that a log beside it holds: the test
+		// of a read-only Open.
+		if needs, err := logNeedsRecovery(src.Path()); err != nil {
+			return fmt.Errorf("bolt: compact: %w", err)
+		} else if needs {
+			return fmt.Errorf("bolt: compact: %w: %s%s holds commits that the file may lack; open the file once without Options.ReadOnly to replay them", ErrNeedsRecovery, src.Path(), walSuffix)
 		}
 		c := &compactor{ctx: ctx, dst: dst, max: txMaxSize}
 		defer c.rollback()

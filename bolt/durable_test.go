@@ -216,6 +216,8 @@ func TestDurableChild(t *testing.T) {
 		childReopen(path)
 	case "retry":
 		childRetry(path)
+	case "recover-nosync":
+		childRecoverNoSync(path)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown scenario", scenario)
 		os.Exit(2)
@@ -286,6 +288,71 @@ func childAppends(path string) {
 		} else {
 			say("ok %d", i)
 		}
+	}
+}
+
+// childRecoverNoSync opens path, whose log holds commits, with
+// UnsafeNoSync, and prints how many events it reads.
+func childRecoverNoSync(path string) {
+	mark("open")
+	s, err := bolt.Open(path, &bolt.Options{UnsafeNoSync: true})
+	mark("opened")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	defer s.Close()
+	events, err := eventstore.Collect(s.ReadAll(context.Background(), 0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	say("events %d", len(events))
+}
+
+// TestOpen_ReplaySyncedWithUnsafeNoSync: the log's records were durable,
+// so an Open that replays them syncs the file before it removes the log,
+// even with UnsafeNoSync (which only gives up the syncs of new commits).
+func TestOpen_ReplaySyncedWithUnsafeNoSync(t *testing.T) {
+	requireStrace(t)
+	bolt.RequireWAL(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.db")
+	s, err := bolt.Open(path, nil)
+	require.NoError(t, err)
+	defer s.Close()
+	for i := range 3 {
+		_, err := s.Append(context.Background(), childEvents(fmt.Sprint(i), 2)...)
+		require.NoError(t, err)
+	}
+	// What a process killed now leaves: the file and its log.
+	crashed := filepath.Join(t.TempDir(), "events.db")
+	for _, suffix := range []string{"", "-wal"} {
+		data, err := os.ReadFile(path + suffix)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(crashed+suffix, data, 0o600))
+	}
+
+	tr := runTraced(t, "recover-nosync", crashed)
+	require.Equal(t, []string{"events 6"}, tr.lines())
+	// Removing the log ends with an fsync of its directory: every write to
+	// the file before it (the replay's) must be synced before it.
+	lastWrite, syncAfter, removed := -1, false, false
+	for i, c := range tr.between(t, "open", "opened") {
+		if c.isSync() && c.file == filepath.Dir(crashed) {
+			removed = true
+			break
+		}
+		switch {
+		case c.name == "pwrite64" && c.file == crashed:
+			lastWrite, syncAfter = i, false
+		case c.isSync() && c.file == crashed && lastWrite >= 0:
+			syncAfter = true
+		}
+	}
+	if !removed || lastWrite < 0 || !syncAfter {
+		tr.dump(t)
+		t.Fatalf("Open wrote the replay to %s (last write: call %d) and removed the log (%t) without syncing it", crashed, lastWrite, removed)
 	}
 }
 

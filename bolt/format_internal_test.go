@@ -3,7 +3,9 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
@@ -145,9 +147,9 @@ func TestCompact_UpgradesFormat2(t *testing.T) {
 	require.Equal(t, []byte("state"), snap.State)
 }
 
-// TestCompact_RefusesOthers: a file of an unknown format, with a record
-// that does not parse, or marked as having a log that is there, fails with
-// the matching sentinel; a mark without its log is dropped.
+// TestCompact_RefusesOthers: a file of an unknown format, or with a record
+// that does not parse, fails with the matching sentinel; a mark without a
+// log that holds commits is dropped.
 func TestCompact_RefusesOthers(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -162,7 +164,7 @@ func TestCompact_RefusesOthers(t *testing.T) {
 	}
 	for name, tc := range map[string]struct {
 		change func(tx *bbolt.Tx) error
-		log    bool // a log file beside src
+		log    bool // a log file without a header beside src
 		want   error
 	}{
 		"format": {change: mark([]byte("eventstore/bolt 9")), want: eventstore.ErrUnknownFormat},
@@ -172,9 +174,10 @@ func TestCompact_RefusesOthers(t *testing.T) {
 			bad[len(bad)-1] ^= 1
 			return tx.Bucket(bucketEvents).Put(k, bad)
 		}, want: eventstore.ErrCorrupt},
-		"logged":   {change: mark(formatLogged), log: true, want: ErrNeedsRecovery},
-		"loggedV2": {change: mark(formatLoggedV2), log: true, want: ErrNeedsRecovery},
 		"markOnly": {change: mark(formatLogged)}, // the log is gone: the copy is whole
+		// A log that never got its header held no commit: a read-only
+		// Open reads the file, and so does Compact.
+		"headerlessLog": {change: mark(formatLoggedV2), log: true},
 		"format1": {change: func(tx *bbolt.Tx) error { // the copy gets the tags bucket
 			if err := tx.DeleteBucket(bucketTags); err != nil {
 				return err
@@ -207,6 +210,71 @@ func TestCompact_RefusesOthers(t *testing.T) {
 			}
 			require.ErrorIs(t, err, tc.want)
 		})
+	}
+}
+
+// TestCompact_RefusesLog: the file of a crashed store, whose log holds
+// commits that the file may lack, is refused as a read-only Open refuses
+// it; after a read-write Open replays the log, it compacts.
+func TestCompact_RefusesLog(t *testing.T) {
+	requireWAL(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	appendN(t, s, 3, 0)
+	crashed := crashCopy(t, path, t.TempDir())
+	require.NoError(t, s.Close())
+
+	_, err = Open(crashed, &Options{ReadOnly: true})
+	require.ErrorIs(t, err, ErrNeedsRecovery)
+	compact := func() error {
+		from, err := bbolt.Open(crashed, 0o600, &bbolt.Options{ReadOnly: true})
+		require.NoError(t, err)
+		defer from.Close()
+		to, err := bbolt.Open(filepath.Join(t.TempDir(), "dst.db"), 0o600, nil)
+		require.NoError(t, err)
+		defer to.Close()
+		return Compact(ctx, to, from, 0)
+	}
+	require.ErrorIs(t, compact(), ErrNeedsRecovery)
+	requireEvents(t, crashed, 3, "replayed")
+	require.NoError(t, compact())
+}
+
+// TestOpen_LogOfAnotherVersion: a log whose header is whole but of another
+// version of the log (a later version's) is neither replayed nor removed,
+// and the file is not touched: Open fails with ErrUnknownFormat, and so
+// does a read-only Open.
+func TestOpen_LogOfAnotherVersion(t *testing.T) {
+	requireWAL(t)
+	path := filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	appendN(t, s, 3, 0)
+	crashed := crashCopy(t, path, t.TempDir())
+	require.NoError(t, s.Close())
+
+	log, err := os.ReadFile(crashed + walSuffix)
+	require.NoError(t, err)
+	_, slot, err := pickWalHeader(log)
+	require.NoError(t, err)
+	h := log[slot*walSlotSize : slot*walSlotSize+walHeaderSize]
+	binary.BigEndian.PutUint32(h[8:], walVersion+1)
+	binary.BigEndian.PutUint32(h[walHeaderSize-4:], crc32.Checksum(h[:walHeaderSize-4], castagnoli))
+	require.NoError(t, os.WriteFile(crashed+walSuffix, log, 0o600))
+	file, err := os.ReadFile(crashed)
+	require.NoError(t, err)
+
+	for _, opts := range []*Options{nil, {ReadOnly: true}, {NoWAL: true}} {
+		_, err = Open(crashed, opts)
+		require.ErrorIs(t, err, eventstore.ErrUnknownFormat, "%+v", opts)
+		after, err := os.ReadFile(crashed + walSuffix)
+		require.NoError(t, err, "Open removed the log")
+		require.Equal(t, log, after, "Open changed the log")
+		afterFile, err := os.ReadFile(crashed)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(file, afterFile), "Open changed the file")
 	}
 }
 

@@ -66,6 +66,11 @@ type walHeader struct {
 // put to use, so that its records (if any) are not to be replayed.
 var errNoWalHeader = errors.New("bolt: log has no valid header")
 
+// errWalVersion reports a log whose header is whole (its magic and CRC
+// hold) but of another version of the log: a later version of this
+// package wrote it, and only that version may replay or remove it.
+var errWalVersion = fmt.Errorf("%w: a log of another version", eventstore.ErrUnknownFormat)
+
 // appendWalHeader appends the encoding of h (walHeaderSize bytes).
 func appendWalHeader(dst []byte, h *walHeader) []byte {
 	start := len(dst)
@@ -92,7 +97,7 @@ func parseWalHeader(b []byte) (walHeader, error) {
 		return h, errors.New("header checksum mismatch")
 	}
 	if v := binary.BigEndian.Uint32(b[8:]); v != walVersion {
-		return h, fmt.Errorf("log version %d, this package reads %d", v, walVersion)
+		return h, fmt.Errorf("%w: log version %d, this package reads %d", errWalVersion, v, walVersion)
 	}
 	if n := binary.BigEndian.Uint32(b[20:]); n != walMetaSize {
 		return h, fmt.Errorf("meta of %d bytes, want %d", n, walMetaSize)
@@ -107,7 +112,8 @@ func parseWalHeader(b []byte) (walHeader, error) {
 
 // pickWalHeader returns the header of the log data (its first bytes, at
 // least): the valid one of the higher generation, and its slot. It fails
-// with errNoWalHeader when neither slot holds a valid header.
+// with errNoWalHeader when neither slot holds a valid header, and with
+// errWalVersion when either holds a whole header of another version.
 func pickWalHeader(data []byte) (h walHeader, slot int, err error) {
 	var errs [2]error
 	var hs [2]walHeader
@@ -117,6 +123,9 @@ func pickWalHeader(data []byte) (h walHeader, slot int, err error) {
 			continue
 		}
 		hs[i], errs[i] = parseWalHeader(data[i*walSlotSize:])
+		if errors.Is(errs[i], errWalVersion) {
+			return h, 0, fmt.Errorf("bolt: log slot %d: %w", i, errs[i])
+		}
 	}
 	switch {
 	case errs[0] != nil && errs[1] != nil:
@@ -177,8 +186,8 @@ func nextWalRecord(b []byte, gen uint64) (payload []byte, size int, ok bool) {
 
 // decodeWal decodes a whole log: its header and the payloads of its
 // records, in order, up to the end of the log (see nextWalRecord). It fails
-// with errNoWalHeader when no slot holds a valid header. The payloads
-// alias data.
+// with errNoWalHeader when no slot holds a valid header (errWalVersion
+// when one holds a header of another version). The payloads alias data.
 func decodeWal(data []byte) (h walHeader, payloads [][]byte, end int, err error) {
 	h, _, err = pickWalHeader(data)
 	if err != nil {

@@ -608,7 +608,9 @@ func mmapSize(size int) int {
 // base, and returns the log's records, for replayLog. A log without a valid
 // header never took part in a commit: it is removed (a read-only Open
 // leaves it). A read-only Open of a file whose log has a header fails with
-// ErrNeedsRecovery.
+// ErrNeedsRecovery. A log whose header is of another version of the log
+// fails with an error matching eventstore.ErrUnknownFormat, and file and
+// log stay as they were.
 func recoverLog(f *os.File, name string, readOnly bool) (payloads [][]byte, err error) {
 	path := name + walSuffix
 	data, err := os.ReadFile(path)
@@ -619,11 +621,16 @@ func recoverLog(f *os.File, name string, readOnly bool) (payloads [][]byte, err 
 		return nil, fmt.Errorf("read log: %w", err)
 	}
 	h, payloads, _, err := decodeWal(data)
-	if errors.Is(err, errNoWalHeader) {
+	switch {
+	case errors.Is(err, errNoWalHeader):
 		if !readOnly {
 			_ = os.Remove(path)
 		}
 		return nil, nil
+	case err != nil:
+		// A later version's log: the file and the log are left as they
+		// are, for that version.
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if readOnly {
 		return nil, fmt.Errorf("%w: %s holds commits that the file may lack; open the file once without Options.ReadOnly to replay them", ErrNeedsRecovery, path)
@@ -655,6 +662,28 @@ func recoverLog(f *os.File, name string, readOnly bool) (payloads [][]byte, err 
 	return payloads, nil
 }
 
+// logNeedsRecovery reports whether the log beside the file at name holds
+// commits that the file may lack, as Open decides it: a log with a valid
+// header does (a log of another version fails with errWalVersion), one
+// without a header, or none, does not.
+func logNeedsRecovery(name string) (bool, error) {
+	data, err := os.ReadFile(name + walSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read log: %w", err)
+	}
+	_, _, err = pickWalHeader(data)
+	switch {
+	case errors.Is(err, errNoWalHeader):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
 // replayLog applies the records of a log to db, opened on the log's base,
 // in one synced write transaction (a single transaction never reuses the
 // pages it frees, so the base stays whole until the commit is durable),
@@ -667,11 +696,11 @@ func replayLog(db *bbolt.DB, payloads [][]byte) (n int, err error) {
 		if err != nil {
 			return err
 		}
-		// The records replayed are written in format 3: a file that a
-		// version writing format 2 marked becomes format 3, still marked,
-		// in the same commit, so that no version that knows only format 2
-		// reads them.
-		if meta := tx.Bucket(bucketMeta); meta != nil && bytes.Equal(meta.Get(keyFormat), formatLoggedV2) {
+		// The records replayed are written in format 3: a file of format
+		// 2 (marked, as a version writing format 2 left it) becomes format
+		// 3, marked, in the same commit, so that no version that knows
+		// only format 2 reads them.
+		if meta := tx.Bucket(bucketMeta); meta != nil && (bytes.Equal(meta.Get(keyFormat), formatLoggedV2) || bytes.Equal(meta.Get(keyFormat), formatV2)) {
 			if err := meta.Put(keyFormat, formatLogged); err != nil {
 				return err
 			}
