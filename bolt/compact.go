@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -43,10 +44,8 @@ func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 		}
 		// The file may lack commits that a log beside it holds: the test
 		// of a read-only Open.
-		if needs, err := logNeedsRecovery(src.Path()); err != nil {
+		if _, _, err := readLog(src.Path(), true); err != nil {
 			return fmt.Errorf("bolt: compact: %w", err)
-		} else if needs {
-			return fmt.Errorf("bolt: compact: %w: %s%s holds commits that the file may lack; open the file once without Options.ReadOnly to replay them", ErrNeedsRecovery, src.Path(), walSuffix)
 		}
 		c := &compactor{ctx: ctx, dst: dst, max: txMaxSize}
 		defer c.rollback()
@@ -67,9 +66,7 @@ func Compact(ctx context.Context, dst, src *bbolt.DB, txMaxSize int64) error {
 		if err := c.tx.Bucket(bucketMeta).Put(keyFormat, formatV3); err != nil {
 			return err
 		}
-		err = c.tx.Commit()
-		c.tx = nil
-		return err
+		return c.commit()
 	})
 }
 
@@ -97,6 +94,22 @@ func (c *compactor) begin() error {
 	}
 	c.tx, c.size = tx, 0
 	return nil
+}
+
+// commit commits the open transaction.
+func (c *compactor) commit() error {
+	err := c.tx.Commit()
+	c.tx = nil
+	return err
+}
+
+// reopen returns the bucket at path, with the sequence seq, in the open
+// transaction, or in a new one if none is open.
+func (c *compactor) reopen(path [][]byte, seq uint64) (*bbolt.Bucket, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	return c.target(path, seq)
 }
 
 func (c *compactor) rollback() {
@@ -128,10 +141,7 @@ func (c *compactor) target(path [][]byte, seq uint64) (*bbolt.Bucket, error) {
 // bucket copies the source bucket b at path, and the buckets nested in it.
 func (c *compactor) bucket(path [][]byte, b *bbolt.Bucket) error {
 	events := len(path) == 1 && bytes.Equal(path[0], bucketEvents)
-	if err := c.begin(); err != nil {
-		return err
-	}
-	to, err := c.target(path, b.Sequence())
+	to, err := c.reopen(path, b.Sequence())
 	if err != nil {
 		return err
 	}
@@ -142,10 +152,7 @@ func (c *compactor) bucket(path [][]byte, b *bbolt.Bucket) error {
 				return err
 			}
 			// The nested copy may have committed: find the bucket again.
-			if err := c.begin(); err != nil {
-				return err
-			}
-			if to, err = c.target(path, b.Sequence()); err != nil {
+			if to, err = c.reopen(path, b.Sequence()); err != nil {
 				return err
 			}
 			continue
@@ -156,15 +163,10 @@ func (c *compactor) bucket(path [][]byte, b *bbolt.Bucket) error {
 			}
 		}
 		if c.max > 0 && c.size+int64(len(k)+len(v)) > c.max && c.size > 0 {
-			err := c.tx.Commit()
-			c.tx = nil
-			if err != nil {
+			if err := c.commit(); err != nil {
 				return err
 			}
-			if err := c.begin(); err != nil {
-				return err
-			}
-			if to, err = c.target(path, b.Sequence()); err != nil {
+			if to, err = c.reopen(path, b.Sequence()); err != nil {
 				return err
 			}
 		}
@@ -177,11 +179,18 @@ func (c *compactor) bucket(path [][]byte, b *bbolt.Bucket) error {
 }
 
 // upgradeRecord returns the event record v, stored under k, as this
-// version writes it: v itself when it is so already.
+// version writes it: v itself when it is so already, which is the case
+// unless a metadata value is a UUID stored as text.
 func (c *compactor) upgradeRecord(k, v []byte) ([]byte, error) {
 	r, err := parseEventRecord(v)
 	if err != nil {
 		return nil, corrupt("event", k, err)
+	}
+	if !isEventKey(k, r.aggregateID, r.version) {
+		return nil, corrupt("event", k, errors.New("key does not match record"))
+	}
+	if !textUUIDs(&r) {
+		return v, nil
 	}
 	var e eventstore.Event
 	if err := c.d.fill(k, &r, &e, -1); err != nil {
@@ -189,9 +198,21 @@ func (c *compactor) upgradeRecord(k, v []byte) ([]byte, error) {
 	}
 	// A new slice each time: bbolt keeps a value until its transaction
 	// ends.
-	rec := appendEventRecord(make([]byte, 0, eventRecordSize(&e)), &e, r.id)
-	if bytes.Equal(rec, v) {
-		return v, nil
+	return appendEventRecord(make([]byte, 0, eventRecordSize(&e)), &e, r.id), nil
+}
+
+// textUUIDs reports whether a metadata value of the parsed record r is a
+// UUID stored as text, which format 3 stores in 16 bytes.
+func textUUIDs(r *rawEvent) bool {
+	b := r.meta
+	for range r.metaLen {
+		var val []byte
+		var isUUID bool
+		_, b, _ = readBytes(b)
+		val, isUUID, b, _ = readMetaValue(b)
+		if _, ok := canonicalUUID(val); ok && !isUUID {
+			return true
+		}
 	}
-	return rec, nil
+	return false
 }

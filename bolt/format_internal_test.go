@@ -219,14 +219,9 @@ func TestCompact_RefusesOthers(t *testing.T) {
 func TestCompact_RefusesLog(t *testing.T) {
 	requireWAL(t)
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := Open(path, walOpts)
-	require.NoError(t, err)
-	appendN(t, s, 3, 0)
-	crashed := crashCopy(t, path, t.TempDir())
-	require.NoError(t, s.Close())
+	_, crashed := crashedStore(t, 3)
 
-	_, err = Open(crashed, &Options{ReadOnly: true})
+	_, err := Open(crashed, &Options{ReadOnly: true})
 	require.ErrorIs(t, err, ErrNeedsRecovery)
 	compact := func() error {
 		from, err := bbolt.Open(crashed, 0o600, &bbolt.Options{ReadOnly: true})
@@ -248,12 +243,7 @@ func TestCompact_RefusesLog(t *testing.T) {
 // does a read-only Open.
 func TestOpen_LogOfAnotherVersion(t *testing.T) {
 	requireWAL(t)
-	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := Open(path, walOpts)
-	require.NoError(t, err)
-	appendN(t, s, 3, 0)
-	crashed := crashCopy(t, path, t.TempDir())
-	require.NoError(t, s.Close())
+	_, crashed := crashedStore(t, 3)
 
 	log, err := os.ReadFile(crashed + walSuffix)
 	require.NoError(t, err)

@@ -675,27 +675,37 @@ const uuidExt = 1
 // appendMetaValue appends the metadata value v: a UUID in its canonical text
 // form as the 16-byte extension uuidExt, anything else as a str.
 func appendMetaValue(dst []byte, v string) []byte {
-	if len(v) != 36 {
+	u, ok := canonicalUUID(v)
+	if !ok {
 		return appendStr(dst, v)
 	}
-	n := len(dst)
-	dst = append(dst, 0xd8, uuidExt)
+	return append(append(dst, 0xd8, uuidExt), u[:]...)
+}
+
+// canonicalUUID returns the 16 bytes of v when v is a UUID in canonical
+// text form (lower-case hex, 8-4-4-4-12), the form appendMetaValue stores
+// as uuidExt.
+func canonicalUUID[T string | []byte](v T) (u [16]byte, ok bool) {
+	if len(v) != 36 {
+		return u, false
+	}
+	j := 0
 	for i := 0; i < 36; {
 		if i == 8 || i == 13 || i == 18 || i == 23 {
 			if v[i] != '-' {
-				return appendStr(dst[:n], v)
+				return u, false
 			}
 			i++
 			continue
 		}
 		hi, lo := lowerHex[v[i]], lowerHex[v[i+1]]
 		if hi|lo > 0x0f {
-			return appendStr(dst[:n], v)
+			return u, false
 		}
-		dst = append(dst, hi<<4|lo)
-		i += 2
+		u[j] = hi<<4 | lo
+		i, j = i+2, j+1
 	}
-	return dst
+	return u, true
 }
 
 // lowerHex maps the lower-case hex digits to their values and every other

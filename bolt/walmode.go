@@ -605,35 +605,14 @@ func mmapSize(size int) int {
 // recoverLog readies the file f at name before bbolt reads it when the
 // log of a crashed store is there: it writes the base's meta into both of
 // the file's meta pages and fdatasyncs the file, so that bbolt opens the
-// base, and returns the log's records, for replayLog. A log without a valid
-// header never took part in a commit: it is removed (a read-only Open
-// leaves it). A read-only Open of a file whose log has a header fails with
-// ErrNeedsRecovery. A log whose header is of another version of the log
-// fails with an error matching eventstore.ErrUnknownFormat, and file and
-// log stay as they were.
+// base, and returns the log's records, for replayLog. What a log holds,
+// and what a read-only Open makes of it, is readLog's: the file is written
+// only for a log with a valid header of this version, and not when
+// readOnly.
 func recoverLog(f *os.File, name string, readOnly bool) (payloads [][]byte, err error) {
-	path := name + walSuffix
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read log: %w", err)
-	}
-	h, payloads, _, err := decodeWal(data)
-	switch {
-	case errors.Is(err, errNoWalHeader):
-		if !readOnly {
-			_ = os.Remove(path)
-		}
-		return nil, nil
-	case err != nil:
-		// A later version's log: the file and the log are left as they
-		// are, for that version.
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if readOnly {
-		return nil, fmt.Errorf("%w: %s holds commits that the file may lack; open the file once without Options.ReadOnly to replay them", ErrNeedsRecovery, path)
+	h, payloads, err := readLog(name, readOnly)
+	if err != nil || payloads == nil {
+		return nil, err
 	}
 	m, err := parseMeta(h.meta[:])
 	if err != nil {
@@ -656,32 +635,44 @@ func recoverLog(f *os.File, name string, readOnly bool) (payloads [][]byte, err 
 	if err := fdatasync(f); err != nil {
 		return nil, fmt.Errorf("restore the base of the log: %w", err)
 	}
-	if payloads == nil {
-		payloads = [][]byte{} // a log to remove, even without records
-	}
 	return payloads, nil
 }
 
-// logNeedsRecovery reports whether the log beside the file at name holds
-// commits that the file may lack, as Open decides it: a log with a valid
-// header does (a log of another version fails with errWalVersion), one
-// without a header, or none, does not.
-func logNeedsRecovery(name string) (bool, error) {
-	data, err := os.ReadFile(name + walSuffix)
+// readLog reads the log beside the file at name, as Open decides what it
+// holds. With no log, or one without a valid header (which never took part
+// in a commit, and which readLog removes unless readOnly), payloads is
+// nil. A log with a header holds commits that the file may lack: readOnly,
+// that is an error matching ErrNeedsRecovery; otherwise readLog returns
+// its header and records (payloads not nil, even without records: a log
+// to remove). A log whose header is of another version of the log fails
+// with an error matching eventstore.ErrUnknownFormat, and stays.
+func readLog(name string, readOnly bool) (h walHeader, payloads [][]byte, err error) {
+	path := name + walSuffix
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return h, nil, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("read log: %w", err)
+		return h, nil, fmt.Errorf("read log: %w", err)
 	}
-	_, _, err = pickWalHeader(data)
+	h, payloads, _, err = decodeWal(data)
 	switch {
 	case errors.Is(err, errNoWalHeader):
-		return false, nil
+		if !readOnly {
+			_ = os.Remove(path)
+		}
+		return h, nil, nil
 	case err != nil:
-		return false, err
+		// A later version's log: the file and the log are left as they
+		// are, for that version.
+		return h, nil, fmt.Errorf("%s: %w", path, err)
+	case readOnly:
+		return h, nil, fmt.Errorf("%w: %s holds commits that the file may lack; open the file once without Options.ReadOnly to replay them", ErrNeedsRecovery, path)
 	}
-	return true, nil
+	if payloads == nil {
+		payloads = [][]byte{}
+	}
+	return h, payloads, nil
 }
 
 // replayLog applies the records of a log to db, opened on the log's base,
@@ -700,9 +691,11 @@ func replayLog(db *bbolt.DB, payloads [][]byte) (n int, err error) {
 		// 2 (marked, as a version writing format 2 left it) becomes format
 		// 3, marked, in the same commit, so that no version that knows
 		// only format 2 reads them.
-		if meta := tx.Bucket(bucketMeta); meta != nil && (bytes.Equal(meta.Get(keyFormat), formatLoggedV2) || bytes.Equal(meta.Get(keyFormat), formatV2)) {
-			if err := meta.Put(keyFormat, formatLogged); err != nil {
-				return err
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			if f := meta.Get(keyFormat); bytes.Equal(f, formatLoggedV2) || bytes.Equal(f, formatV2) {
+				if err := meta.Put(keyFormat, formatLogged); err != nil {
+					return err
+				}
 			}
 		}
 		for _, p := range payloads {

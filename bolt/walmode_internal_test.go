@@ -36,6 +36,20 @@ func crashCopy(t *testing.T, path, dir string) string {
 	return dst
 }
 
+// crashedStore makes a store with the log, appends n events to it (see
+// appendN), and returns its path, closed, and that of a copy taken before
+// Close (see crashCopy): a crashed store whose log holds the events.
+func crashedStore(t *testing.T, n int) (path, crashed string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "events.db")
+	s, err := Open(path, walOpts)
+	require.NoError(t, err)
+	appendN(t, s, n, 0)
+	crashed = crashCopy(t, path, t.TempDir())
+	require.NoError(t, s.Close())
+	return path, crashed
+}
+
 // walEnd returns where the store's next log record goes.
 func walEnd(s *Store) int64 {
 	s.wmu.Lock()
@@ -135,12 +149,7 @@ func fileFormat(t *testing.T, path string) string {
 // clean Close, and an Open that replays a log, put format 3 back.
 func TestWAL_MarksTheFile(t *testing.T) {
 	requireWAL(t)
-	path := filepath.Join(t.TempDir(), "events.db")
-	s, err := Open(path, walOpts)
-	require.NoError(t, err)
-	appendN(t, s, 2, 0)
-	dst := crashCopy(t, path, t.TempDir())
-	require.NoError(t, s.Close())
+	path, dst := crashedStore(t, 2)
 	require.Equal(t, string(formatV3), fileFormat(t, path), "after Close")
 
 	crashed := fileFormat(t, dst)
