@@ -13,7 +13,6 @@ package storekit
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -141,7 +140,7 @@ func prepareEvent(i int, e eventstore.Event, maxPayload int, now time.Time) (eve
 	if len(e.Payload) > maxPayload {
 		return e, invalid(i, "Payload", "larger than the limit")
 	}
-	if !utf8.Valid(e.Payload) || !json.Valid(e.Payload) {
+	if !validJSON(e.Payload) {
 		return e, invalid(i, "Payload", "not a JSON document in UTF-8")
 	}
 	e.Payload = bytes.Clone(e.Payload)
