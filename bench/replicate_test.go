@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
@@ -111,6 +112,95 @@ func BenchmarkReplicate(b *testing.B) {
 			benchReplicate(b, tc.name, batch, tc.open)
 		}
 	}
+	benchReplicateRaw(b, replicate.DefaultBatchSize)
+}
+
+// benchReplicateRaw is bolt-to-bolt's baseline, what bbolt alone does with
+// the same work: it reads the same source the same way (ReadAll, a batch
+// at a time) and writes the same records and index entries into an empty
+// raw bbolt file, one durable Update per batch and rawAppend per
+// aggregate within it, with none of Import's checks and no checkpoint.
+func benchReplicateRaw(b *testing.B, batch int) {
+	b.Run(fmt.Sprintf("rawbolt-to-rawbolt/events=%d/batch=%d", replicateEvents, batch), func(b *testing.B) {
+		src, err := bolt.Open(replicateSource(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer src.Close()
+		copied := 0
+		var elapsed time.Duration
+		for b.Loop() {
+			b.StopTimer()
+			path := filepath.Join(workdir, fmt.Sprintf("replicate-raw-%d.db", time.Now().UnixNano()))
+			dst, err := openRaw(path, false, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			start := time.Now()
+			n, err := rawCopy(src, dst, batch)
+			elapsed += time.Since(start)
+			b.StopTimer()
+			dst.Close()
+			os.Remove(path)
+			b.StartTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n != replicateEvents {
+				b.Fatalf("copied %d events, want %d", n, replicateEvents)
+			}
+			copied += n
+		}
+		b.ReportMetric(float64(copied)/elapsed.Seconds(), "events/s")
+		b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/copy")
+	})
+}
+
+// rawCopy copies every event of src into dst in transactions of batch
+// events and returns how many it copied.
+func rawCopy(src *bolt.Store, dst *rawStore, batch int) (int, error) {
+	events := make([]eventstore.Event, 0, batch)
+	copied := 0
+	flush := func() error {
+		// rawAppend takes one aggregate's events: group the batch by
+		// aggregate, in the order they first appear.
+		groups := make(map[string][]eventstore.Event)
+		var order []string
+		for _, e := range events {
+			if _, ok := groups[e.AggregateID]; !ok {
+				order = append(order, e.AggregateID)
+			}
+			groups[e.AggregateID] = append(groups[e.AggregateID], e)
+		}
+		err := dst.db.Update(func(tx *bbolt.Tx) error {
+			for _, a := range order {
+				if err := rawAppend(tx, groups[a]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		copied += len(events)
+		events = events[:0]
+		return err
+	}
+	for e, err := range src.ReadAll(context.Background(), 0) {
+		if err != nil {
+			return copied, err
+		}
+		if events = append(events, e); len(events) == batch {
+			if err := flush(); err != nil {
+				return copied, err
+			}
+		}
+	}
+	if len(events) > 0 {
+		if err := flush(); err != nil {
+			return copied, err
+		}
+	}
+	return copied, nil
 }
 
 // benchReplicate runs one case of BenchmarkReplicate: a copy into

@@ -88,6 +88,7 @@ BenchmarkReplicate/bolt-to-bolt/events=1000000/batch=1000-2      1  40000000000 
 BenchmarkReplicate/bolt-to-bolt/events=1000000/batch=10000-2     1  34000000000 ns/op  29400 events/s  34.00 s/copy
 BenchmarkReplicate/bolt-to-postgres/events=1000000/batch=1000-2  1  70000000000 ns/op  14300 events/s  70.00 s/copy
 BenchmarkReplicate/bolt-to-postgres/events=1000000/batch=10000-2 1  50000000000 ns/op  20000 events/s  50.00 s/copy
+BenchmarkReplicate/rawbolt-to-rawbolt/events=1000000/batch=10000-2 1  25000000000 ns/op  40000 events/s  25.00 s/copy
 BenchmarkReplay/bolt/all-2     1  400000000 ns/op  2500000 events/s  1100 disk-B/event
 BenchmarkReplay/sqlite/all-2   1  800000000 ns/op  1250000 events/s  1000 disk-B/event
 `
@@ -99,7 +100,7 @@ func TestImportAims(t *testing.T) {
 		"| bolt Import in calls of 1,000: at least 0.8x raw bbolt writing the same records in transactions of the same size | 0.83x; medians 83.3k vs 100.0k events/s | `go test -run '^$' -bench 'Import/' .` | met |",
 		"| postgres Import in calls of 1,000: at least 30k events/s | 25.0k events/s | `go test -run '^$' -bench 'Import/' .` | missed |",
 		"| 1,000,000 events bolt to postgres: under 60 s | 50.0 s (`Replicate/events=1000000/batch=10000`) | `go test -run '^$' -bench 'Replicate/' -benchtime 1x .` | met |",
-		"| 1,000,000 events bolt to bolt: at least 100k events/s | 29.4k events/s (`Replicate/events=1000000/batch=10000`) | `go test -run '^$' -bench 'Replicate/' -benchtime 1x .` | missed |",
+		"| 1,000,000 events bolt to bolt: at least 100k events/s | 29.4k events/s (`Replicate/events=1000000/batch=10000`); bbolt's ceiling here, raw bbolt writing the same records in the same transactions: 40.0k events/s (0.73x) | `go test -run '^$' -bench 'Replicate/' -benchtime 1x .` | missed |",
 		"| bolt file size on the realistic fixture: at most 1.2x SQLite's | 1.10x; 1100 vs 1000 bytes an event | `go test -run '^$' -bench 'Replay/^(bolt\\|sqlite)$/all$' .` | met |",
 	)
 }

@@ -431,6 +431,9 @@ func renderAims(res *results, t *table) string {
 	measured = "—"
 	if ok {
 		measured = fmt.Sprintf("%s events/s (`%s`)", human(v), replicate)
+		if raw, ok := get(replicate, "rawbolt-to-rawbolt", "events/s"); ok && raw > 0 {
+			measured += fmt.Sprintf("; bbolt's ceiling here, raw bbolt writing the same records in the same transactions: %s events/s (%.2fx)", human(raw), v/raw)
+		}
 	}
 	row("1,000,000 events bolt to bolt: at least 100k events/s", measured, v >= 100e3, ok)
 	return sb.String()
