@@ -82,7 +82,8 @@ func replicateSource(b *testing.B) string {
 // BenchmarkReplicate copies a bolt file of 1,000,000 events into an empty
 // bolt file (durable) and into an empty PostgreSQL schema with
 // replicate.Copy, in batches of 1,000 (the old default) and of
-// replicate.DefaultBatchSize, side by side. The source is built once,
+// replicate.DefaultBatchSize, side by side, and its baseline,
+// rawbolt-to-rawbolt (benchReplicateRaw). The source is built once,
 // outside the timer; each iteration copies everything into a fresh
 // destination.
 // It runs only under -bench, as every benchmark: at this size it takes
@@ -121,39 +122,25 @@ func BenchmarkReplicate(b *testing.B) {
 // raw bbolt file, one durable Update per batch and rawAppend per
 // aggregate within it, with none of Import's checks and no checkpoint.
 func benchReplicateRaw(b *testing.B, batch int) {
-	b.Run(fmt.Sprintf("rawbolt-to-rawbolt/events=%d/batch=%d", replicateEvents, batch), func(b *testing.B) {
-		src, err := bolt.Open(replicateSource(b), nil)
+	benchCopies(b, "rawbolt-to-rawbolt", batch, func(b *testing.B, src *bolt.Store) (int, time.Duration) {
+		b.StopTimer()
+		path := filepath.Join(workdir, fmt.Sprintf("replicate-raw-%d.db", time.Now().UnixNano()))
+		dst, err := openRaw(path, false, false)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer src.Close()
-		copied := 0
-		var elapsed time.Duration
-		for b.Loop() {
-			b.StopTimer()
-			path := filepath.Join(workdir, fmt.Sprintf("replicate-raw-%d.db", time.Now().UnixNano()))
-			dst, err := openRaw(path, false, false)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-			start := time.Now()
-			n, err := rawCopy(src, dst, batch)
-			elapsed += time.Since(start)
-			b.StopTimer()
-			dst.Close()
-			os.Remove(path)
-			b.StartTimer()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if n != replicateEvents {
-				b.Fatalf("copied %d events, want %d", n, replicateEvents)
-			}
-			copied += n
+		b.StartTimer()
+		start := time.Now()
+		n, err := rawCopy(src, dst, batch)
+		took := time.Since(start)
+		b.StopTimer()
+		dst.Close()
+		os.Remove(path)
+		b.StartTimer()
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.ReportMetric(float64(copied)/elapsed.Seconds(), "events/s")
-		b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/copy")
+		return n, took
 	})
 }
 
@@ -206,6 +193,27 @@ func rawCopy(src *bolt.Store, dst *rawStore, batch int) (int, error) {
 // benchReplicate runs one case of BenchmarkReplicate: a copy into
 // destinations that open makes, in batches of batch events.
 func benchReplicate(b *testing.B, name string, batch int, open func(b *testing.B) (replicate.Destination, func())) {
+	benchCopies(b, name, batch, func(b *testing.B, src *bolt.Store) (int, time.Duration) {
+		b.StopTimer()
+		dst, done := open(b)
+		b.StartTimer()
+		stats, err := replicate.Copy(context.Background(), src, dst, &replicate.Options{Checkpoint: "from:bench", BatchSize: batch})
+		b.StopTimer()
+		done()
+		b.StartTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return int(stats.Copied), stats.Duration
+	})
+}
+
+// benchCopies runs the benchmark name/events=N/batch=batch: one copy of
+// the replicate source an iteration, which copyOnce makes into a fresh
+// destination, returning the events copied and how long the copy took
+// (without its destination's setup and removal, which it keeps off the
+// timer).
+func benchCopies(b *testing.B, name string, batch int, copyOnce func(b *testing.B, src *bolt.Store) (int, time.Duration)) {
 	b.Run(fmt.Sprintf("%s/events=%d/batch=%d", name, replicateEvents, batch), func(b *testing.B) {
 		src, err := bolt.Open(replicateSource(b), nil)
 		if err != nil {
@@ -215,21 +223,12 @@ func benchReplicate(b *testing.B, name string, batch int, open func(b *testing.B
 		copied := 0
 		var elapsed time.Duration
 		for b.Loop() {
-			b.StopTimer()
-			dst, done := open(b)
-			b.StartTimer()
-			stats, err := replicate.Copy(context.Background(), src, dst, &replicate.Options{Checkpoint: "from:bench", BatchSize: batch})
-			b.StopTimer()
-			elapsed += stats.Duration
-			done()
-			b.StartTimer()
-			if err != nil {
-				b.Fatal(err)
+			n, took := copyOnce(b, src)
+			if n != replicateEvents {
+				b.Fatalf("copied %d events, want %d", n, replicateEvents)
 			}
-			if stats.Copied != int64(replicateEvents) {
-				b.Fatalf("copied %d events, want %d", stats.Copied, replicateEvents)
-			}
-			copied += int(stats.Copied)
+			copied += n
+			elapsed += took
 		}
 		b.ReportMetric(float64(copied)/elapsed.Seconds(), "events/s")
 		b.ReportMetric(elapsed.Seconds()/float64(b.N), "s/copy")
