@@ -314,6 +314,10 @@ type writer struct {
 	next                                            uint64 // the next position
 	dec                                             decoder
 
+	// versions caches the last version of each aggregate the writer
+	// looked up or wrote (see version).
+	versions map[string]uint64
+
 	// With logging set, putEvent appends each event's record to log (a
 	// record of the write-ahead log in the making) and counts its keys.
 	logging bool
@@ -421,7 +425,7 @@ func (w *writer) append(r *appendReq) (out []eventstore.Event, wrote bool, err e
 
 	events := slices.Clone(r.prepared) // a batch may run twice: keep r.prepared as it was
 	for _, group := range storekit.Groups(events) {
-		current, err := w.version(index.AggregatePrefix(events[group[0]].AggregateID))
+		current, err := w.version(events[group[0]].AggregateID)
 		if err != nil {
 			return nil, false, err
 		}
@@ -483,6 +487,7 @@ func (w *writer) putEvent(buf []byte, e *eventstore.Event, id []byte) ([]byte, e
 	if err := w.events.Put(key, rec); err != nil {
 		return buf, fmt.Errorf("bolt: put event: %w", err)
 	}
+	w.setVersion(e.AggregateID, e.Version)
 	if w.logging {
 		w.log = appendWalEvent(w.log, rec)
 		w.keys += 5 + len(e.Tags)
@@ -506,10 +511,30 @@ func (w *writer) putEvent(buf []byte, e *eventstore.Event, id []byte) ([]byte, e
 	return buf, nil
 }
 
-// version returns the version of the last event of the aggregate whose
-// events keys start with prefix.
-func (w *writer) version(prefix []byte) (uint64, error) {
-	return lastVersion(w.cursor, prefix)
+// version returns the version of the last event of aggregateID. It looks
+// each aggregate up once per writer: the writer's transaction is the only
+// one that writes, and putEvent, which every write goes through, keeps
+// versions current. In log mode a writer lives as long as the held
+// transaction, across group commits, so that an aggregate appended to
+// again and again costs no seek.
+func (w *writer) version(aggregateID string) (uint64, error) {
+	if v, ok := w.versions[aggregateID]; ok {
+		return v, nil
+	}
+	v, err := lastVersion(w.cursor, index.AggregatePrefix(aggregateID))
+	if err != nil {
+		return 0, err
+	}
+	w.setVersion(aggregateID, v)
+	return v, nil
+}
+
+// setVersion records that the last event of aggregateID is at version v.
+func (w *writer) setVersion(aggregateID string, v uint64) {
+	if w.versions == nil {
+		w.versions = make(map[string]uint64)
+	}
+	w.versions[aggregateID] = v
 }
 
 // lastVersion returns the version of the last event of the aggregate whose

@@ -49,7 +49,7 @@ func (s *Store) Import(ctx context.Context, events []eventstore.Event) ([]events
 		}
 		write, err := storekit.PlanImport(prepared,
 			func(i int) (eventstore.Event, bool, error) { return w.stored(ids[i]) },
-			func(aggregateID string) (uint64, error) { return w.version(index.AggregatePrefix(aggregateID)) })
+			func(aggregateID string) (uint64, error) { return w.version(aggregateID) })
 		if err != nil {
 			return err
 		}

@@ -718,7 +718,7 @@ func replayLog(db *bbolt.DB, payloads [][]byte) (n int, err error) {
 				if err := w.dec.decode(index.AppendEvent(nil, string(r.aggregateID), r.version), recs[i], &e); err != nil {
 					return err
 				}
-				current, err := w.version(index.AggregatePrefix(e.AggregateID))
+				current, err := w.version(e.AggregateID)
 				if err != nil {
 					return err
 				}
