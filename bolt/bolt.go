@@ -376,6 +376,12 @@ var (
 	formatLoggedV2 = []byte("eventstore/bolt 2+log")
 )
 
+// isFormatV2 reports whether format, a format key, is format 2's, with or
+// without its mark of a log: what replayLog and upgrade turn into format 3.
+func isFormatV2(format []byte) bool {
+	return bytes.Equal(format, formatV2) || bytes.Equal(format, formatLoggedV2)
+}
+
 // knownFormats are the formats Open reads.
 var knownFormats = [][]byte{formatV1, formatV2, formatLoggedV2, formatV3, formatLogged}
 

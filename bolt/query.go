@@ -28,7 +28,7 @@ func upgrade(db *bbolt.DB) error {
 	old := false
 	err := db.View(func(tx *bbolt.Tx) error {
 		format := tx.Bucket(bucketMeta).Get(keyFormat)
-		old = bytes.Equal(format, formatV1) || bytes.Equal(format, formatV2) || bytes.Equal(format, formatLoggedV2)
+		old = bytes.Equal(format, formatV1) || isFormatV2(format)
 		if !bytes.Equal(format, formatV1) && tx.Bucket(bucketTags) == nil {
 			return fmt.Errorf("%w: bucket %q missing", eventstore.ErrCorrupt, bucketTags)
 		}

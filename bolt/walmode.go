@@ -692,7 +692,7 @@ func replayLog(db *bbolt.DB, payloads [][]byte) (n int, err error) {
 		// 3, marked, in the same commit, so that no version that knows
 		// only format 2 reads them.
 		if meta := tx.Bucket(bucketMeta); meta != nil {
-			if f := meta.Get(keyFormat); bytes.Equal(f, formatLoggedV2) || bytes.Equal(f, formatV2) {
+			if isFormatV2(meta.Get(keyFormat)) {
 				if err := meta.Put(keyFormat, formatLogged); err != nil {
 					return err
 				}
