@@ -198,6 +198,7 @@ func (s *Store) tryBatch(batch []*appendReq) (failed int, err error) {
 		w.logging = true
 		w.log = append(s.wal.buf[:0], make([]byte, walRecordHeader)...)
 		w.keys = 0
+		w.logFirst = w.next
 	}
 	writes := false
 	for i, r := range batch {
@@ -280,6 +281,7 @@ func (s *Store) logBatch(tx *bbolt.Tx, w *writer, batch []*appendReq) error {
 		}
 		return nil
 	}
+	l.tail.add(l.held == nil, s.tailSubs.Load() > 0, w.logFirst, w.next-1, w.log[walRecordHeader:])
 	if cap(w.log) <= maxBatchBytes {
 		l.buf = w.log[:0]
 	}
@@ -320,9 +322,10 @@ type writer struct {
 
 	// With logging set, putEvent appends each event's record to log (a
 	// record of the write-ahead log in the making) and counts its keys.
-	logging bool
-	log     []byte
-	keys    int
+	logging  bool
+	log      []byte
+	keys     int
+	logFirst uint64 // the position of the first event of log
 }
 
 func newWriter(tx *bbolt.Tx) (*writer, error) {

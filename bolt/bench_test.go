@@ -3,7 +3,10 @@ package bolt_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/eventstore-go/eventstore"
 	"github.com/eventstore-go/eventstore/bolt"
@@ -76,6 +79,59 @@ func benchReplay(b *testing.B, meta bool) {
 				for range r.read() {
 				}
 			}))/float64(r.want), "allocs/event")
+		})
+	}
+}
+
+// BenchmarkAppendSubscribed runs 64 goroutines of durable single-event
+// appends, with no subscription (subscribers=0) and with one live
+// subscription to every event (subscribers=1), which must keep up: the
+// appends end only once it has yielded them all. With the write-ahead
+// log, group commits share one bbolt transaction; the live tail lets a
+// subscription read them without committing it (see tail.go), so the two
+// rates should be close.
+func BenchmarkAppendSubscribed(b *testing.B) {
+	for _, subs := range []int{0, 1} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s := MustOpen(b, nil)
+			var seen atomic.Uint64
+			var wg sync.WaitGroup
+			for range subs {
+				wg.Go(func() {
+					for e, err := range s.Subscribe(ctx, 0, eventstore.Filter{}) {
+						if err != nil {
+							return
+						}
+						seen.Store(e.Position)
+					}
+				})
+			}
+			payload := []byte(`{"amount":1234,"currency":"EUR","note":"a payload of about a hundred bytes"}`)
+			const appenders = 64
+			var total atomic.Uint64
+			for b.Loop() {
+				var round sync.WaitGroup
+				for g := range appenders {
+					round.Go(func() {
+						for i := range 20 {
+							if _, err := s.Append(ctx, eventstore.Event{AggregateID: fmt.Sprintf("a-%d-%d", g, i%5), Type: "T", Payload: payload}); err != nil {
+								b.Error(err)
+								return
+							}
+							total.Add(1)
+						}
+					})
+				}
+				round.Wait()
+				for subs > 0 && seen.Load() < total.Load() {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			b.ReportMetric(float64(total.Load())/b.Elapsed().Seconds(), "events/s")
+			cancel()
+			wg.Wait()
 		})
 	}
 }

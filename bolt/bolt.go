@@ -213,9 +213,24 @@
 // Subscribe reads like ReadAll and ReadType (see Subscribe for the
 // filters), but only up to the last position whose commit has returned
 // (with the log, whose record is synced): a subscription never yields an
-// event before its commit's fsync, nor one of a failed commit. After each commit the store wakes its subscriptions,
-// which read on from where they stopped; an idle one is a goroutine
-// blocked on a channel. Head returns that same position.
+// event before its commit's fsync, nor one of a failed commit. After each
+// commit the store wakes its subscriptions, which read on from where they
+// stopped; an idle one is a goroutine blocked on a channel. Head returns
+// that same position.
+//
+// With the log, a read first commits the group commits that bbolt holds
+// back (see "Write-ahead log"), which a subscription reading after every
+// group commit would do each time. Instead, while subscriptions without
+// Tags or Items run, the store keeps a copy of the log records of the
+// group commits held back (the live tail, emptied by the bbolt commit that
+// takes them, at 64 group commits or 8 MiB of records), and a
+// subscription that has read up to them decodes its next events from
+// there: the same records, so the same events. Measured here with one
+// live subscription, 64 concurrent appenders ran at 1.5x the rate they
+// had when each group commit was committed for it
+// (BenchmarkAppendSubscribed), and the median time from Append's return
+// to the subscription's yield fell from about 50 µs to about 5 µs
+// (BenchmarkSubscribe in bench/).
 //
 // Check verifies a whole file: bbolt's page structure, every record's
 // checksum, and that every index agrees with the events.
@@ -492,6 +507,10 @@ type Store struct {
 
 	// readOnly is Options.ReadOnly: writes fail with ErrReadOnly.
 	readOnly bool
+
+	// tailSubs counts the subscriptions running that can read the live
+	// tail (see tail.go).
+	tailSubs atomic.Int64
 
 	// file is the file bbolt opened, captured so that its lock can be
 	// released when bbolt itself cannot be closed; boltPageSize is the

@@ -38,7 +38,9 @@ const scanLimit = 16 * DefaultReadPageSize
 // event of another aggregate is never read.
 //
 // A filter with Tags or Items is read as Read reads it (see Read), up to
-// the head.
+// the head. Any other subscription reads the events after the last bbolt
+// commit from the live tail when it holds them (see "Subscriptions" in the
+// package doc).
 func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter eventstore.Filter) iter.Seq2[eventstore.Event, error] {
 	if len(filter.Tags) > 0 || len(filter.Items) > 0 {
 		plan := storekit.PlanFilter(filter)
@@ -60,9 +62,16 @@ func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter even
 	}
 	types, none := filterTypes(filter.Types)
 	prefix := []byte(filter.AggregatePrefix)
-	return follow.Seq(ctx, s.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {
+	var typeNames []string // for the live tail: nil means every type
+	if types != nil {
+		typeNames = slices.Clone(filter.Types)
+	}
+	seq := follow.Seq(ctx, s.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {
 		if head <= after || none {
 			return max(after, head), true
+		}
+		if last, ok, served := s.readTail(ctx, after, head, typeNames, prefix, yield); served {
+			return last, ok
 		}
 		for e, err := range s.read(ctx, func() pageFunc { return subscribePage(after, head, types, prefix) }) {
 			if err != nil {
@@ -75,6 +84,11 @@ func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter even
 		}
 		return head, true
 	})
+	return func(yield func(eventstore.Event, error) bool) {
+		s.tailSubs.Add(1)
+		defer s.tailSubs.Add(-1)
+		seq(yield)
+	}
 }
 
 // filterTypes returns the type prefixes (index.TypePrefix) of the types a

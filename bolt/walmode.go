@@ -143,6 +143,10 @@ type walState struct {
 	// reopened (Open replays the log).
 	pending atomic.Bool
 	lost    atomic.Pointer[error]
+
+	// tail holds the group commits of held for live subscriptions (see
+	// tail.go).
+	tail liveTail
 }
 
 // markLost records that the held transaction never reached bbolt, for
@@ -414,6 +418,7 @@ func (s *Store) abandonLog() {
 func (l *walState) takeHeld() (groups, size, keys int) {
 	groups, size, keys = l.heldGroups, l.heldBytes, l.heldKeys
 	l.held, l.heldW, l.heldGroups, l.heldBytes, l.heldKeys = nil, nil, 0, 0, 0
+	l.tail.clear()
 	return groups, size, keys
 }
 
