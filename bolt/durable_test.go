@@ -13,8 +13,10 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -218,6 +220,8 @@ func TestDurableChild(t *testing.T) {
 		childRetry(path)
 	case "recover-nosync":
 		childRecoverNoSync(path)
+	case "subscribed":
+		childSubscribed(path)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown scenario", scenario)
 		os.Exit(2)
@@ -289,6 +293,51 @@ func childAppends(path string) {
 			say("ok %d", i)
 		}
 	}
+}
+
+// childSubscribed is childAppends with a live subscription running: after
+// each acknowledged append it waits (up to 5s) for the subscription to
+// yield its events, and at the end it prints "seen <n> acked <m>": the
+// events the subscription yielded and those of acknowledged appends.
+func childSubscribed(path string) {
+	mark("open")
+	s, err := bolt.Open(path, childOpts())
+	if err != nil {
+		say("openerr")
+		return
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var seen atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, err := range s.Subscribe(ctx, 0, eventstore.Filter{}) {
+			if err != nil {
+				return
+			}
+			seen.Add(1)
+		}
+	}()
+	acked := int64(0)
+	for i := range childAppendCount {
+		mark(fmt.Sprintf("append-%d", i))
+		_, err := s.Append(context.Background(), childEvents(fmt.Sprint(i), 2)...)
+		mark(fmt.Sprintf("answered-%d", i))
+		if err != nil {
+			say("err %d unknown=%t", i, errors.Is(err, eventstore.ErrUnknownOutcome))
+			continue
+		}
+		say("ok %d", i)
+		acked += 2
+		for deadline := time.Now().Add(5 * time.Second); seen.Load() < acked && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // time for what it must not yield
+	cancel()
+	<-done
+	say("seen %d acked %d", seen.Load(), acked)
 }
 
 // childRecoverNoSync opens path, whose log holds commits, with
@@ -559,6 +608,59 @@ func testAppendFailedSync(t *testing.T, suffix string) {
 				default:
 					t.Fatalf("append %d failed before the fault: %s", i, line)
 				}
+			}
+		})
+	}
+}
+
+// TestSubscribe_FailedSyncNeverYielded fails each sync of a child's run in
+// turn (fdatasync answers EIO, injected by strace) while a live
+// subscription runs, which in log mode reads the group commits from the
+// live tail: it yields the events of every acknowledged append, and never
+// those of the append whose sync failed.
+func TestSubscribe_FailedSyncNeverYielded(t *testing.T) {
+	requireStrace(t)
+	for _, mode := range walModes {
+		t.Run(mode.name, func(t *testing.T) {
+			mode.require(t)
+			dir := t.TempDir()
+			clean := runTraced(t, "subscribed"+mode.suffix, filepath.Join(dir, "clean.db"))
+			require.Equal(t, fmt.Sprintf("seen %d acked %d", 2*childAppendCount, 2*childAppendCount), clean.lines()[len(clean.lines())-1])
+			syncs := 0
+			for _, c := range clean.calls {
+				if c.name == "fdatasync" {
+					syncs++
+				}
+			}
+			require.GreaterOrEqual(t, syncs, childAppendCount, "the appends never fdatasync")
+			failed := 0 // the runs whose fault failed an append
+			defer func() { require.NotZero(t, failed, "no fault failed an append") }()
+			for n := 1; n <= syncs; n++ {
+				t.Run(fmt.Sprintf("fail=%d", n), func(t *testing.T) {
+					tr := runTraced(t, "subscribed"+mode.suffix, filepath.Join(dir, fmt.Sprintf("events-%d.db", n)),
+						"-e", fmt.Sprintf("inject=fdatasync:error=EIO:when=%d", n))
+					fault := slices.IndexFunc(tr.calls, call.injected)
+					if fault < 0 {
+						tr.dump(t)
+						t.Fatalf("fdatasync %d of %d was never called: the fault was not reached", n, syncs)
+					}
+					lines := tr.lines()
+					if len(lines) == 1 && lines[0] == "openerr" {
+						return
+					}
+					require.Len(t, lines, childAppendCount+1, "child output %q", lines)
+					oks := 0
+					for _, line := range lines[:childAppendCount] {
+						if strings.HasPrefix(line, "ok ") {
+							oks++
+						}
+					}
+					if fault < tr.index(fmt.Sprintf("answered-%d", childAppendCount-1)) {
+						require.Less(t, oks, childAppendCount, "the fault came during the appends, yet none failed: %q", lines)
+						failed++
+					} // else: a sync of Close's checkpoint
+					require.Equal(t, fmt.Sprintf("seen %d acked %d", 2*oks, 2*oks), lines[childAppendCount])
+				})
 			}
 		})
 	}
