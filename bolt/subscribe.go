@@ -38,42 +38,31 @@ const scanLimit = 16 * DefaultReadPageSize
 // event of another aggregate is never read.
 //
 // A filter with Tags or Items is read as Read reads it (see Read), up to
-// the head. Any other subscription reads the events after the last bbolt
-// commit from the live tail when it holds them (see "Subscriptions" in the
-// package doc).
+// the head. Every subscription reads the events after the last bbolt
+// commit from the live tail when it holds them, and selects them with
+// Filter.Match (see "Subscriptions" in the package doc).
 func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter eventstore.Filter) iter.Seq2[eventstore.Event, error] {
+	filter = cloneFilter(filter) // the live tail matches events with it
+	var none bool                // the filter selects no event
+	var pages func(after, head uint64) pageFunc
 	if len(filter.Tags) > 0 || len(filter.Items) > 0 {
 		plan := storekit.PlanFilter(filter)
-		return follow.Seq(ctx, s.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {
-			if head <= after || plan.None() {
-				return max(after, head), true
-			}
-			for e, err := range s.read(ctx, func() pageFunc { return queryPages(plan, after, head, scanLimit) }) {
-				if err != nil {
-					yield(eventstore.Event{}, err)
-					return 0, false
-				}
-				if !yield(e, nil) {
-					return 0, false
-				}
-			}
-			return head, true
-		})
-	}
-	types, none := filterTypes(filter.Types)
-	prefix := []byte(filter.AggregatePrefix)
-	var typeNames []string // for the live tail: nil means every type
-	if types != nil {
-		typeNames = slices.Clone(filter.Types)
+		none = plan.None()
+		pages = func(after, head uint64) pageFunc { return queryPages(plan, after, head, scanLimit) }
+	} else {
+		types, noType := filterTypes(filter.Types)
+		prefix := []byte(filter.AggregatePrefix)
+		none = noType
+		pages = func(after, head uint64) pageFunc { return subscribePage(after, head, types, prefix) }
 	}
 	seq := follow.Seq(ctx, s.signal, afterPosition, func(after, head uint64, yield func(eventstore.Event, error) bool) (uint64, bool) {
 		if head <= after || none {
 			return max(after, head), true
 		}
-		if last, ok, served := s.readTail(ctx, after, head, typeNames, prefix, yield); served {
+		if last, ok, served := s.readTail(ctx, after, head, filter, yield); served {
 			return last, ok
 		}
-		for e, err := range s.read(ctx, func() pageFunc { return subscribePage(after, head, types, prefix) }) {
+		for e, err := range s.read(ctx, func() pageFunc { return pages(after, head) }) {
 			if err != nil {
 				yield(eventstore.Event{}, err)
 				return 0, false
@@ -89,6 +78,16 @@ func (s *Store) Subscribe(ctx context.Context, afterPosition uint64, filter even
 		defer s.tailSubs.Add(-1)
 		seq(yield)
 	}
+}
+
+// cloneFilter returns a copy of f that shares no slice with it.
+func cloneFilter(f eventstore.Filter) eventstore.Filter {
+	f.Types, f.Tags = slices.Clone(f.Types), slices.Clone(f.Tags)
+	f.Items = slices.Clone(f.Items)
+	for i := range f.Items {
+		f.Items[i].Types, f.Items[i].Tags = slices.Clone(f.Items[i].Types), slices.Clone(f.Items[i].Tags)
+	}
+	return f
 }
 
 // filterTypes returns the type prefixes (index.TypePrefix) of the types a

@@ -19,8 +19,8 @@ import (
 // transaction saves (64 concurrent appenders ran at 0.56x with one live
 // subscription).
 //
-// The live tail spares that commit: while subscriptions that can use it
-// exist (Store.tailSubs), it keeps a copy of the log payload of every
+// The live tail spares that commit: while subscriptions run
+// (Store.tailSubs), it keeps a copy of the log payload of every
 // group commit the held transaction gathers, which holds their event
 // records byte for byte as the events bucket does. A subscription whose
 // next events all lie in the tail decodes them from there, as a read of
@@ -88,12 +88,11 @@ func (t *liveTail) span(after, head uint64) [][]byte {
 }
 
 // readTail reads a subscription's events after position after, up to
-// head, from the live tail, when it holds them all: those of the given
-// types (all when types is nil) and of aggregates whose ID starts with
-// prefix. served reports whether it did; when it did not, it yielded
-// nothing, and the caller reads the events bucket. last and ok are those
+// head, from the live tail, when it holds them all: those that filter
+// selects (Filter.Match). served reports whether it did; when it did not,
+// it yielded nothing, and the caller reads the file. last and ok are those
 // of a follow.ReadFunc.
-func (s *Store) readTail(ctx context.Context, after, head uint64, types []string, prefix []byte, yield func(eventstore.Event, error) bool) (last uint64, ok, served bool) {
+func (s *Store) readTail(ctx context.Context, after, head uint64, filter eventstore.Filter, yield func(eventstore.Event, error) bool) (last uint64, ok, served bool) {
 	if s.wal == nil {
 		return 0, false, false
 	}
@@ -103,6 +102,7 @@ func (s *Store) readTail(ctx context.Context, after, head uint64, types []string
 	}
 	var d decoder
 	var r rawEvent
+	prefix := []byte(filter.AggregatePrefix)
 	for _, p := range payloads {
 		for len(p) > 0 {
 			// The payload was built by appendWalEvent and synced: it
@@ -120,13 +120,16 @@ func (s *Store) readTail(ctx context.Context, after, head uint64, types []string
 			if r.position > head {
 				return head, true, true
 			}
-			if !bytes.HasPrefix(r.aggregateID, prefix) || types != nil && !slices.Contains(types, string(r.typ)) {
-				continue
+			if !bytes.HasPrefix(r.aggregateID, prefix) {
+				continue // spares the decoding of another aggregate's events
 			}
 			var e eventstore.Event
 			if err := d.fill(nil, &r, &e, -1); err != nil {
 				yield(eventstore.Event{}, err)
 				return 0, false, true
+			}
+			if !filter.Match(e) {
+				continue
 			}
 			if err := ctx.Err(); err != nil {
 				yield(eventstore.Event{}, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +17,7 @@ import (
 	"github.com/eventstore-go/eventstore"
 )
 
-// TestWAL_LiveTail runs live subscriptions, with and without filters,
+// TestWAL_LiveTail runs live subscriptions, with filters of every kind,
 // while rounds of single appends go on, each waiting for the
 // subscriptions to yield its events: the appends still share bbolt commits (a subscription that
 // keeps up reads them from the live tail, not from a commit of the held
@@ -48,6 +47,8 @@ func TestWAL_LiveTail(t *testing.T) {
 		{Types: []string{"B"}},
 		{AggregatePrefix: "x-"},
 		{Types: []string{"A", "C"}, AggregatePrefix: "y-"},
+		{Tags: []string{"k:v"}},
+		{Items: []eventstore.Item{{Types: []string{"C"}}, {Types: []string{"B"}, Tags: []string{"k:v"}}}},
 	}
 	type sub struct {
 		mu  sync.Mutex
@@ -92,7 +93,7 @@ func TestWAL_LiveTail(t *testing.T) {
 			_, err := s.Append(ctx, e)
 			require.NoError(t, err)
 		}
-		for i, want := range []int{4, 2, 1, 1} {
+		for i, want := range []int{4, 2, 1, 1, 1, 2} {
 			waitFor(i, (g+1)*want)
 		}
 	}
@@ -108,10 +109,11 @@ func TestWAL_LiveTail(t *testing.T) {
 	for i, f := range filters {
 		var want []eventstore.Event
 		for _, e := range all {
-			if strings.HasPrefix(e.AggregateID, f.AggregatePrefix) && (f.Types == nil || slices.Contains(f.Types, e.Type)) {
+			if f.Match(e) {
 				want = append(want, e)
 			}
 		}
+		require.NotEmpty(t, want)
 		require.Equal(t, want, subs[i].got, "subscription %d", i)
 	}
 	require.Zero(t, s.tailSubs.Load(), "ended subscriptions still counted")
