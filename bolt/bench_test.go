@@ -125,7 +125,10 @@ func BenchmarkAppendSubscribed(b *testing.B) {
 					})
 				}
 				round.Wait()
-				for subs > 0 && seen.Load() < total.Load() {
+				for deadline := time.Now().Add(10 * time.Second); subs > 0 && seen.Load() < total.Load(); {
+					if time.Now().After(deadline) {
+						b.Fatalf("the subscription yielded up to position %d of %d in 10s", seen.Load(), total.Load())
+					}
 					time.Sleep(50 * time.Microsecond)
 				}
 			}

@@ -220,14 +220,17 @@
 //
 // With the log, a read first commits the group commits that bbolt holds
 // back (see "Write-ahead log"), which a subscription reading after every
-// group commit would do each time. Instead, while subscriptions run, the
-// store keeps a copy of the log records of the group commits held back
-// (the live tail, emptied by the bbolt commit that takes them, at 64
-// group commits or 8 MiB of records), and a subscription that has read up
-// to them decodes its next events from there, the same records and so the
-// same events, and selects them with Filter.Match. Measured here with one
-// live subscription, 64 concurrent appenders ran at 1.5x the rate they
-// had when each group commit was committed for it
+// group commit would do each time. Instead, for each batch of held-back
+// group commits that begins while a subscription runs, the store keeps a
+// copy of their log records (the live tail, emptied by the bbolt commit
+// that takes them, at 64 group commits or 8 MiB of records), and a
+// subscription that has read up to them decodes its next events from
+// there, the same records and so the same events, and selects them with
+// Filter.Match. A subscription that starts in the middle of a batch reads
+// the file once, which commits it. A subscription that is slow to pull
+// keeps the records it was given alive until it has read them. Measured
+// here with one live subscription, 64 concurrent appenders ran at 1.5x
+// the rate they had when each group commit was committed for it
 // (BenchmarkAppendSubscribed), and the median time from Append's return
 // to the subscription's yield fell from about 50 µs to about 5 µs
 // (BenchmarkSubscribe in bench/).

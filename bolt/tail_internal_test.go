@@ -119,10 +119,11 @@ func TestWAL_LiveTail(t *testing.T) {
 	require.Zero(t, s.tailSubs.Load(), "ended subscriptions still counted")
 }
 
-// TestWAL_LiveTailStops: a subscription that stops inside the tail, and
-// one that starts while the held transaction is under way (the tail is
-// off for it), see what a read sees; once no subscription runs, the tail
-// keeps nothing.
+// TestWAL_LiveTailStops: a subscription that starts while a held
+// transaction is under way reads the file once (which commits it), reads
+// the next held transaction's group commits from the live tail, and yields
+// what a read of the file gives up to where it stops, inside the tail;
+// with no subscription running, a new held transaction keeps no tail.
 func TestWAL_LiveTailStops(t *testing.T) {
 	requireWAL(t)
 	defer func(d time.Duration) { walIdle = d }(walIdle)
@@ -131,13 +132,18 @@ func TestWAL_LiveTailStops(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "events.db"), walOpts)
 	require.NoError(t, err)
 	defer s.Close()
+	var commits atomic.Int64
+	s.commit = func(tx *bbolt.Tx) error {
+		commits.Add(1)
+		return tx.Commit()
+	}
 	appendOne := func(i int) {
-		_, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+		_, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(fmt.Sprintf(`{"i":%d}`, i)),
+			Metadata: map[string]string{"causation_id": fmt.Sprintf("0190a7e2-3c4d-7e8f-9a0b-%012x", i)}})
 		require.NoError(t, err)
 	}
 	appendOne(0)
 
-	// Started with the held transaction under way: read from the file.
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	got := make(chan eventstore.Event, 100)
@@ -154,23 +160,64 @@ func TestWAL_LiveTailStops(t *testing.T) {
 			}
 		}
 	}()
+	var seen []eventstore.Event
 	for i := 1; i < 10; i++ {
 		if i < 5 {
-			require.Equal(t, uint64(i), (<-got).Version)
+			seen = append(seen, <-got)
 		}
 		appendOne(i)
 	}
-	require.Equal(t, uint64(5), (<-got).Version)
+	seen = append(seen, <-got)
 	<-done
 	require.Zero(t, s.tailSubs.Load())
+	require.Equal(t, int64(1), commits.Load(), "only the first read commits the held transaction")
 
 	want, err := eventstore.Collect(s.ReadAll(ctx, 0)) // commits the held transaction
 	require.NoError(t, err)
+	require.Len(t, want, 10)
+	require.Equal(t, want[:5], seen)
 	appendOne(10) // a new held transaction, with no subscription running
 	s.wal.tail.mu.Lock()
 	on, held := s.wal.tail.on, len(s.wal.tail.payloads)
 	s.wal.tail.mu.Unlock()
 	require.False(t, on)
 	require.Zero(t, held)
-	require.Len(t, want, 10)
+}
+
+// TestLiveTail_Span: span hands out the payloads from the one holding the
+// position after the subscription's on, only when the tail holds every
+// event up to the head; a group commit that does not follow the last
+// turns the tail off.
+func TestLiveTail_Span(t *testing.T) {
+	var tl liveTail
+	tl.add(true, true, 10, 12, []byte("a"))
+	tl.add(false, true, 13, 13, []byte("b"))
+	tl.add(false, true, 14, 20, []byte("c"))
+	for _, tc := range []struct {
+		after, head uint64
+		want        string // the payloads handed out; "-" for none
+	}{
+		{9, 20, "abc"}, {10, 20, "abc"}, {11, 12, "abc"}, {12, 13, "bc"},
+		{13, 14, "c"}, {15, 20, "c"},
+		{8, 20, "-"},  // position 9 is not in the tail
+		{15, 21, "-"}, // nor is 21
+	} {
+		var got string
+		if ps := tl.span(tc.after, tc.head); ps == nil {
+			got = "-"
+		} else {
+			for _, p := range ps {
+				got += string(p)
+			}
+		}
+		require.Equal(t, tc.want, got, "span(%d, %d)", tc.after, tc.head)
+	}
+	tl.add(false, true, 22, 22, []byte("d")) // 21 is missing
+	require.Nil(t, tl.span(19, 20))
+	tl.add(true, false, 23, 23, []byte("e")) // a held transaction that no subscription wants
+	require.Nil(t, tl.span(22, 23))
+	tl.add(true, true, 24, 25, []byte("f"))
+	require.Equal(t, [][]byte{[]byte("f")}, tl.span(23, 25))
+	tl.clear()
+	require.Nil(t, tl.span(23, 25))
 }

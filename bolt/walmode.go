@@ -101,8 +101,9 @@ var (
 // defaultWalMmap is 1 GiB where the address space has room for it.
 const defaultWalMmap = int(1 << 30 * (^uint(0) >> 63)) // 0 on 32-bit systems
 
-// walState is the write-ahead log of a store. Every field but the pin and
-// the atomics is guarded by Store.wmu.
+// walState is the write-ahead log of a store. Every field but the pin, the
+// tail (which has a lock of its own) and the atomics is guarded by
+// Store.wmu.
 type walState struct {
 	path string
 	dir  string
