@@ -276,23 +276,43 @@ const childAppendCount = 3
 // childAppends opens path and appends childAppendCount times, printing
 // "ok <i>" or "err <i> unknown=<bool>" for each append.
 func childAppends(path string) {
+	s := childOpen(path)
+	if s == nil {
+		return
+	}
+	defer s.Close()
+	appendAndSay(s, func() {})
+}
+
+// childOpen opens path as the children do, or prints "openerr" and
+// returns nil.
+func childOpen(path string) *bolt.Store {
 	mark("open")
 	s, err := bolt.Open(path, childOpts())
 	if err != nil {
 		say("openerr")
-		return
+		return nil
 	}
-	defer s.Close()
+	return s
+}
+
+// appendAndSay is the loop of childAppends: it calls acked after each
+// acknowledged append, and returns how many there were.
+func appendAndSay(s *bolt.Store, acked func()) int {
+	n := 0
 	for i := range childAppendCount {
 		mark(fmt.Sprintf("append-%d", i))
 		_, err := s.Append(context.Background(), childEvents(fmt.Sprint(i), 2)...)
 		mark(fmt.Sprintf("answered-%d", i))
 		if err != nil {
 			say("err %d unknown=%t", i, errors.Is(err, eventstore.ErrUnknownOutcome))
-		} else {
-			say("ok %d", i)
+			continue
 		}
+		say("ok %d", i)
+		n++
+		acked()
 	}
+	return n
 }
 
 // childSubscribed is childAppends with a live subscription running: after
@@ -300,10 +320,8 @@ func childAppends(path string) {
 // yield its events, and at the end it prints "seen <n> acked <m>": the
 // events the subscription yielded and those of acknowledged appends.
 func childSubscribed(path string) {
-	mark("open")
-	s, err := bolt.Open(path, childOpts())
-	if err != nil {
-		say("openerr")
+	s := childOpen(path)
+	if s == nil {
 		return
 	}
 	defer s.Close()
@@ -320,20 +338,12 @@ func childSubscribed(path string) {
 		}
 	}()
 	acked := int64(0)
-	for i := range childAppendCount {
-		mark(fmt.Sprintf("append-%d", i))
-		_, err := s.Append(context.Background(), childEvents(fmt.Sprint(i), 2)...)
-		mark(fmt.Sprintf("answered-%d", i))
-		if err != nil {
-			say("err %d unknown=%t", i, errors.Is(err, eventstore.ErrUnknownOutcome))
-			continue
-		}
-		say("ok %d", i)
+	appendAndSay(s, func() {
 		acked += 2
 		for deadline := time.Now().Add(5 * time.Second); seen.Load() < acked && time.Now().Before(deadline); {
 			time.Sleep(time.Millisecond)
 		}
-	}
+	})
 	time.Sleep(100 * time.Millisecond) // time for what it must not yield
 	cancel()
 	<-done

@@ -127,6 +127,16 @@ func TestStore_NoWriteAfterFailedCommit(t *testing.T) {
 	require.Empty(t, got)
 }
 
+// countCommits makes s count its bbolt commits through Store.commit.
+func countCommits(s *Store) *atomic.Int64 {
+	var n atomic.Int64
+	s.commit = func(tx *bbolt.Tx) error {
+		n.Add(1)
+		return tx.Commit()
+	}
+	return &n
+}
+
 // TestStore_GroupCommit checks that concurrent appends share commits, that
 // each gets its own answer, and that conflicts fail alone.
 func TestStore_GroupCommit(t *testing.T) {
@@ -134,11 +144,7 @@ func TestStore_GroupCommit(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "events.db"), nil)
 	require.NoError(t, err)
 	defer s.Close()
-	var commits atomic.Int64
-	s.commit = func(tx *bbolt.Tx) error {
-		commits.Add(1)
-		return tx.Commit()
-	}
+	commits := countCommits(s)
 
 	const writers, each = 32, 10
 	var wg sync.WaitGroup

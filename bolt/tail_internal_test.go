@@ -6,13 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	bbolt "go.etcd.io/bbolt"
 
 	"github.com/eventstore-go/eventstore"
 )
@@ -34,11 +32,7 @@ func TestWAL_LiveTail(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "events.db"), walOpts)
 	require.NoError(t, err)
 	defer s.Close()
-	var commits atomic.Int64
-	s.commit = func(tx *bbolt.Tx) error {
-		commits.Add(1)
-		return tx.Commit()
-	}
+	commits := countCommits(s)
 
 	// Each round of appends holds an event for every filter, so that each
 	// subscription has something to yield from every round.
@@ -132,11 +126,7 @@ func TestWAL_LiveTailStops(t *testing.T) {
 	s, err := Open(filepath.Join(t.TempDir(), "events.db"), walOpts)
 	require.NoError(t, err)
 	defer s.Close()
-	var commits atomic.Int64
-	s.commit = func(tx *bbolt.Tx) error {
-		commits.Add(1)
-		return tx.Commit()
-	}
+	commits := countCommits(s)
 	appendOne := func(i int) {
 		_, err := s.Append(ctx, eventstore.Event{AggregateID: "a", Type: "T", Payload: []byte(fmt.Sprintf(`{"i":%d}`, i)),
 			Metadata: map[string]string{"causation_id": fmt.Sprintf("0190a7e2-3c4d-7e8f-9a0b-%012x", i)}})

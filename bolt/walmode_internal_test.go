@@ -457,11 +457,7 @@ func TestWAL_HeldCommits(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	s, err := Open(path, walOpts)
 	require.NoError(t, err)
-	var commits atomic.Int64
-	s.commit = func(tx *bbolt.Tx) error {
-		commits.Add(1)
-		return tx.Commit()
-	}
+	commits := countCommits(s)
 	const n = 200
 	for i := range n {
 		_, err := s.Append(ctx, eventstore.Event{AggregateID: fmt.Sprintf("a%d", i%5), Type: "T", Payload: []byte(fmt.Sprintf(`{"n":%d}`, i+1))})
