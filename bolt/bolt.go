@@ -511,8 +511,8 @@ type Store struct {
 	// readOnly is Options.ReadOnly: writes fail with ErrReadOnly.
 	readOnly bool
 
-	// tailSubs counts the subscriptions running that can read the live
-	// tail (see tail.go).
+	// tailSubs counts the subscriptions running: the live tail is kept
+	// while there are any (see tail.go).
 	tailSubs atomic.Int64
 
 	// file is the file bbolt opened, captured so that its lock can be

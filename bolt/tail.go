@@ -3,7 +3,6 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"slices"
 	"sync"
 
@@ -113,13 +112,10 @@ func (s *Store) readTail(ctx context.Context, after, head uint64, filter eventst
 	prefix := []byte(filter.AggregatePrefix)
 	for _, p := range payloads {
 		for len(p) > 0 {
-			// The payload was built by appendWalEvent and synced: it
-			// splits, and every record in it passed through the writer.
-			n := binary.BigEndian.Uint32(p)
-			rec := p[4 : 4+n]
-			p = p[4+n:]
-			if err := parseEventRecordTo(&r, rec); err != nil {
-				yield(eventstore.Event{}, corrupt("event", nil, err))
+			// The payload is the log's: it splits as a replay splits it.
+			var err error
+			if _, p, err = nextWalEvent(&r, p); err != nil {
+				yield(eventstore.Event{}, err)
 				return 0, false, true
 			}
 			if r.position <= after {

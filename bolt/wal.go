@@ -219,21 +219,32 @@ func walEvents(payload []byte) ([]rawEvent, [][]byte, error) {
 	var events []rawEvent
 	var recs [][]byte
 	for len(payload) > 0 {
-		if len(payload) < 4 {
-			return nil, nil, fmt.Errorf("bolt: log: %w: record payload ends inside a length", eventstore.ErrCorrupt)
-		}
-		n := uint64(binary.BigEndian.Uint32(payload))
-		if n > uint64(len(payload)-4) {
-			return nil, nil, fmt.Errorf("bolt: log: %w: event record of %d bytes in %d", eventstore.ErrCorrupt, n, len(payload)-4)
-		}
-		rec := payload[4 : 4+n]
-		r, err := parseEventRecord(rec)
+		var r rawEvent
+		rec, rest, err := nextWalEvent(&r, payload)
 		if err != nil {
-			return nil, nil, fmt.Errorf("bolt: log: %w: event record: %w", eventstore.ErrCorrupt, err)
+			return nil, nil, err
 		}
 		events = append(events, r)
 		recs = append(recs, rec)
-		payload = payload[4+n:]
+		payload = rest
 	}
 	return events, recs, nil
+}
+
+// nextWalEvent splits the first event record off payload, a record's
+// payload that is not empty, and parses it into *r: it returns the record
+// and the rest of payload, or an error matching eventstore.ErrCorrupt.
+func nextWalEvent(r *rawEvent, payload []byte) (rec, rest []byte, err error) {
+	if len(payload) < 4 {
+		return nil, nil, fmt.Errorf("bolt: log: %w: record payload ends inside a length", eventstore.ErrCorrupt)
+	}
+	n := uint64(binary.BigEndian.Uint32(payload))
+	if n > uint64(len(payload)-4) {
+		return nil, nil, fmt.Errorf("bolt: log: %w: event record of %d bytes in %d", eventstore.ErrCorrupt, n, len(payload)-4)
+	}
+	rec = payload[4 : 4+n]
+	if err := parseEventRecordTo(r, rec); err != nil {
+		return nil, nil, fmt.Errorf("bolt: log: %w: event record: %w", eventstore.ErrCorrupt, err)
+	}
+	return rec, payload[4+n:], nil
 }
