@@ -220,6 +220,27 @@ func testQuery(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("LiveSubscriptionsFollowTheSameRules", func(t *testing.T) {
+		// The subscriptions run before the events are appended, so that
+		// they read them as they come.
+		s := newStore(t)
+		subs := make([]*subscription, len(cases))
+		for i, tc := range cases {
+			subs[i] = subscribe(t, s, tc.after, tc.f)
+		}
+		stored := queryFixture(t, s)
+		for i, tc := range cases {
+			got := subs[i].take(t, len(tc.want))
+			require.Equal(t, tc.want, nilIfEmpty(positions(got)), tc.name)
+			var want []eventstore.Event
+			for _, p := range tc.want {
+				want = append(want, stored[p-1])
+			}
+			requireSameEvents(t, want, got)
+			requireTags(t, want, got)
+		}
+	})
+
 	t.Run("BreakEarly", func(t *testing.T) {
 		n := 0
 		for _, err := range s.Read(ctx, eventstore.Filter{Tags: []string{"course:c1"}}, 0) {
